@@ -1,0 +1,1 @@
+# bench/ - benchmarks (not part of make check)

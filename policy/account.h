@@ -1,0 +1,99 @@
+/*
+ * account.h - an account: who may send what from where.
+ *
+ * In a file (relayguard load FILE):
+ *
+ *   account alice {
+ *       logins          = alice@relay.test, alice   # SASL logins (the name always counts)
+ *       local_users     = www-alice                 # unix users of local submission
+ *       client_networks = 203.0.113.0/24            # unauthenticated hosts that are this account
+ *       domains         = example.com, .example.org # allowed sender domains ("*": any)
+ *       networks        = 192.0.2.0/24, 2001:db8::/32  # allowed client networks (empty: any)
+ *       countries       = US, DE                    # allowed client countries (empty: any)
+ *       limit           = rate 100/1h burst=20      # any number of limit lines
+ *       limit           = quota 500/1d per=rcpt hard
+ *       max_size        = 10M                       # 0 or absent: no limit
+ *       suspended       = no
+ *   }
+ *
+ * The account named "default" applies to SASL logins that no account claims.
+ * In Redis an account is the hash rg:acct:NAME with the same keys as fields
+ * (lists as comma-separated text, limits one per line in "limits").
+ */
+#ifndef RG_ACCOUNT_H
+#define RG_ACCOUNT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+#include "limit.h"
+#include "match.h"
+
+typedef struct rg_account {
+    char *name;
+    char **logins;            /* NULL-terminated lists, never NULL */
+    char **local_users;
+    char **domains;
+    char **countries;         /* upper case */
+    rg_cidr *client_networks; size_t n_client_networks;
+    rg_cidr *networks;        size_t n_networks;
+    rg_limit *limits;         size_t n_limits;
+    uint64_t max_size;        /* bytes, 0 = none */
+    bool suspended;
+} rg_account;
+
+/* A valid account name: 1..64 of [A-Za-z0-9._@+-]. */
+bool rg_account_name_valid(const char *name);
+
+rg_account *rg_account_new(const char *name);
+void rg_account_free(rg_account *a);
+
+/*
+ * Set one key (as in the file) from text.  For "limit", appends.  Returns 0,
+ * or -1 with the reason in err (without file/line: the caller adds them).
+ */
+int rg_account_set(rg_account *a, const char *key, const char *value, char *err, size_t errlen);
+
+/* Build an account from an "account NAME { }" block.  NULL + "FILE:LINE: msg" in err. */
+rg_account *rg_account_from_block(const rg_conf *c, const rg_conf_block *b, char *err, size_t errlen);
+
+/*
+ * Field/value pairs for the Redis hash, in a fixed order.  Writes up to max
+ * pairs into keys[]/values[] (values are new strings the caller frees with
+ * free()); returns the count.
+ */
+size_t rg_account_to_fields(const rg_account *a, const char **keys, char **values, size_t max);
+
+/* Build from hash fields (as HGETALL returns them).  NULL + msg on error. */
+rg_account *rg_account_from_fields(const char *name, char *const *keys, char *const *values,
+                                   size_t n, char *err, size_t errlen);
+
+/* Does the account allow this sender domain / client address? */
+bool rg_account_allows_domain(const rg_account *a, const char *domain);
+bool rg_account_allows_network(const rg_account *a, const rg_cidr *ip);
+bool rg_account_allows_country(const rg_account *a, const char *cc);
+
+/*
+ * A set of accounts with the indexes the engine looks up by (login, local
+ * user, client network).  Immutable once built; the engine swaps whole sets.
+ */
+typedef struct rg_accounts rg_accounts;
+
+rg_accounts *rg_accounts_new(void);
+/* Takes ownership of a.  Returns 0, or -1 (duplicate name, or a login,
+ * local user claimed twice) with a message in err. */
+int rg_accounts_add(rg_accounts *s, rg_account *a, char *err, size_t errlen);
+void rg_accounts_free(rg_accounts *s);
+size_t rg_accounts_count(const rg_accounts *s);
+const rg_account *rg_accounts_at(const rg_accounts *s, size_t i);
+const rg_account *rg_accounts_by_name(const rg_accounts *s, const char *name);
+const rg_account *rg_accounts_by_login(const rg_accounts *s, const char *login);   /* case-insensitive */
+const rg_account *rg_accounts_by_local_user(const rg_accounts *s, const char *user);
+const rg_account *rg_accounts_by_client(const rg_accounts *s, const rg_cidr *ip);  /* longest prefix */
+
+/* Read every "account NAME {}" block of a file.  NULL + "FILE:LINE: msg" in err. */
+rg_accounts *rg_accounts_load_file(const char *path, char *err, size_t errlen);
+
+#endif

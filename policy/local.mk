@@ -1,0 +1,32 @@
+# policy/ - the engine, linked into every program as a convenience library.
+noinst_LTLIBRARIES += policy/librgpolicy.la
+policy_librgpolicy_la_SOURCES = \
+	policy/rg.h policy/verdict.c \
+	policy/util.h policy/util.c \
+	policy/log.h policy/log.c \
+	policy/clock.h policy/clock.c \
+	policy/conf.h policy/conf.c \
+	policy/config.h policy/config.c \
+	policy/limit.h policy/limit.c \
+	policy/match.h policy/match.c \
+	policy/account.h policy/account.c \
+	policy/geoip.h policy/geoip.c \
+	policy/keys.h policy/keys.c \
+	policy/store.h policy/store_redis.c \
+	policy/engine.h policy/engine.c \
+	policy/admin.h policy/admin.c
+nodist_policy_librgpolicy_la_SOURCES = policy/decide_lua.c
+policy_librgpolicy_la_CFLAGS = $(AM_CFLAGS) $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS) \
+	$(MAXMINDDB_CFLAGS) $(OPENSSL_CFLAGS)
+policy_librgpolicy_la_LIBADD = $(HIREDIS_LIBS) $(LIBEVENT_LIBS) $(MAXMINDDB_LIBS) $(OPENSSL_LIBS)
+
+# The decision script is kept as Lua source and compiled in as a C string.
+BUILT_SOURCES += policy/decide_lua.c
+CLEANFILES += policy/decide_lua.c
+EXTRA_DIST += policy/decide.lua
+policy/decide_lua.c: $(top_srcdir)/policy/decide.lua
+	$(AM_V_GEN)mkdir -p policy && { \
+	  echo '/* generated from decide.lua - do not edit */'; \
+	  echo 'const char rg_decide_lua[] ='; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $(top_srcdir)/policy/decide.lua; \
+	  echo ';'; } > $@-t && mv $@-t $@

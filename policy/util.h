@@ -1,0 +1,30 @@
+/*
+ * util.h - small string and memory helpers.
+ */
+#ifndef RG_UTIL_H
+#define RG_UTIL_H
+
+#include <stddef.h>
+
+/* Copy with truncation check: returns strlen(src); >= size means truncated. */
+size_t rg_strlcpy(char *dst, const char *src, size_t size);
+size_t rg_strlcat(char *dst, const char *src, size_t size);
+
+/* Allocation that never returns NULL (panics on out-of-memory). */
+void *rg_malloc(size_t n);
+void *rg_calloc(size_t n, size_t size);
+void *rg_realloc(void *p, size_t n);
+char *rg_strdup(const char *s);
+char *rg_strndup(const char *s, size_t n);
+
+/* Lower-case in place; returns s. */
+char *rg_lower(char *s);
+
+/* Is s printable text (no control bytes, valid UTF-8)?  Used before a
+ * value goes into a log line or an event. */
+int rg_text_clean(const char *s);
+
+/* Copy s into out replacing control bytes and invalid UTF-8 with '?'. */
+void rg_text_sanitize(const char *s, char *out, size_t outlen);
+
+#endif

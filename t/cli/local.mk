@@ -1,0 +1,1 @@
+# t/cli tests

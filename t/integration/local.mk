@@ -1,0 +1,1 @@
+# t/integration tests
