@@ -65,14 +65,21 @@ void rg_window_bounds(const rg_limit *l, uint64_t now_ms, uint64_t *start_ms,
                       uint64_t *end_ms, char *id, size_t idlen);
 
 /*
- * GCRA, the reference arithmetic (the Redis script does the same; unit tests
- * check both agree).  tat_ms is the bucket's theoretical arrival time (0 for
- * a new bucket); held is capacity already reserved by messages in flight.
- * Returns true and sets *new_tat when n more units fit, else false and sets
- * *retry_ms to the time until they would.
+ * GCRA, the reference arithmetic.  decide.lua does exactly the same on the
+ * shared state; the unit tests pin it down.  All times in microseconds.
+ *
+ *   T    = floor(period_ms * 1000 / count)      emission interval
+ *   tau  = burst * T                            bucket depth
+ *   base = max(tat, now)
+ *   need = base + (held + n) * T                held: units reserved by messages in flight
+ *   fits when need - now <= tau
+ *   on success *new_tat = base + n * T          (what charging n would store)
+ *   else       *retry_us = need - tau - now     (time until n more fit)
+ *
+ * tat_us is the bucket's theoretical arrival time, 0 for a new bucket.
  */
-bool rg_gcra_take(const rg_limit *l, uint64_t now_ms, uint64_t tat_ms, uint64_t held,
-                  uint64_t n, uint64_t *new_tat, uint64_t *retry_ms);
+bool rg_gcra_take(const rg_limit *l, uint64_t now_us, uint64_t tat_us, uint64_t held,
+                  uint64_t n, uint64_t *new_tat_us, uint64_t *retry_us);
 
 /* "1h 3m", "45s", "120ms" for humans.  Returns buf. */
 char *rg_duration_format(uint64_t ms, char *buf, size_t len);
