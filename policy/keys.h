@@ -20,6 +20,19 @@
  * BUCKET is  a:ACCOUNT:LIMIT | g:LIMIT   then  :d:DOMAIN (scope domain)
  * or :ip:ADDRESS (scope ip).  LIMIT is the limit's name (limit.h).
  * MSGKEY is NODE:MSGID.
+ *
+ * Value formats:
+ *   suppression  "REASON|SINCE|EXPIRES|NOTE": REASON hard-bounce | complaint |
+ *                unsubscribe | manual; SINCE, EXPIRES Unix seconds (EXPIRES 0 =
+ *                never); NOTE free text without '|' (may be empty).  Addresses
+ *                are stored normalised (rg_addr_normalize: lower case).  An
+ *                expired entry counts as absent (and the script deletes it).
+ *   stats hash   fields "accept", "reject", "tempfail", "dunno" and
+ *                "r:REASON" (one per refusal reason), plus "rcpt" (recipients
+ *                charged) - all HINCRBY counters.
+ *   events       XADD fields: ts (ms), node, stage, qid, account, login,
+ *                client, country, sender, rcpt, nrcpt, size, verdict
+ *                (accept|reject|tempfail|dunno), code, reason, detail.
  */
 #ifndef RG_KEYS_H
 #define RG_KEYS_H
