@@ -1,1 +1,226 @@
--- placeholder
+-- decide.lua - one relayguard decision, atomically, in one round trip.
+--
+-- The engine (engine.c) has already identified the account and made the
+-- static checks; this script does what needs the shared state: suspension,
+-- suppression, limits (check, reserve at RCPT, charge at end of message),
+-- the event and the stats counters.  Key schema: keys.h.
+--
+-- ARGV  1 op        check | rcpt | eom | log
+--       2 now_ms    the engine's clock
+--       3 node      4 msgkey (NODE:MSGID or "")   5 queue id
+--       6 account   7 login   8 client   9 country
+--      10 sender   11 recipient   12 nrcpt   13 size   14 stage
+--      15 verdict  16 code  17 reason  18 detail      (op log: the engine's verdict)
+--      19 events_max   20 reservation_ttl_ms   21 hour (YYYYMMDDHH)
+--      22 nlimits, then per limit 9 values:
+--         bucket, kind (r|q), unit (m|r), count, T_us, tau_us, window, window_end_ms, hard (1|0)
+--
+-- Returns {gen, outcome, a1, a2, a3}:
+--   {gen, "ok"}                         allowed (rcpt: reserved; eom: charged)
+--   {gen, "suspended"}
+--   {gen, "suppressed", scope, reason, since}   scope global|account
+--   {gen, "limit", index, retry_ms}     limit index (1-based) is full
+--   {gen, "dup"}                        eom: this message was charged already
+--   {gen, "logged"}                     op log
+-- gen is the accounts generation, so nodes notice account changes.
+
+local op, now = ARGV[1], tonumber(ARGV[2])
+local node, msgkey, qid = ARGV[3], ARGV[4], ARGV[5]
+local acct, login, client, country = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local sender, rcpt, nrcpt, size, stage = ARGV[10], ARGV[11], tonumber(ARGV[12]) or 0, ARGV[13], ARGV[14]
+local events_max, ttl, hour = ARGV[19], tonumber(ARGV[20]), ARGV[21]
+local nlimits = tonumber(ARGV[22])
+local now_us = now * 1000
+local gen = tonumber(redis.call('GET', 'rg:acct:gen') or '0')
+
+local function event(verdict, code, reason, detail)
+    redis.call('XADD', 'rg:events', 'MAXLEN', '~', events_max, '*',
+        'ts', ARGV[2], 'node', node, 'stage', stage, 'qid', qid,
+        'account', acct, 'login', login, 'client', client, 'country', country,
+        'sender', sender, 'rcpt', rcpt, 'nrcpt', tostring(nrcpt), 'size', size,
+        'verdict', verdict, 'code', code, 'reason', reason, 'detail', detail)
+    local who = {'*'}
+    if acct ~= '' then who[2] = acct end
+    for _, a in ipairs(who) do
+        local k = 'rg:st:' .. a .. ':' .. hour
+        redis.call('HINCRBY', k, verdict, 1)
+        if reason ~= 'ok' then redis.call('HINCRBY', k, 'r:' .. reason, 1) end
+        if op == 'eom' and verdict == 'accept' then
+            redis.call('HINCRBY', k, 'sent', 1)
+            redis.call('HINCRBY', k, 'rcpt', nrcpt)
+        end
+        redis.call('EXPIRE', k, 691200)
+    end
+end
+
+if op == 'log' then
+    event(ARGV[15], ARGV[16], ARGV[17], ARGV[18])
+    return {gen, 'logged'}
+end
+
+-- Suspension is read here, not from the node's cached account, so that it
+-- takes effect at once on every node.
+if acct ~= '' then
+    local s = redis.call('HGET', 'rg:acct:' .. acct, 'suspended')
+    if s == 'yes' or s == '1' or s == 'true' then
+        event('reject', '550', 'suspended', '')
+        return {gen, 'suspended'}
+    end
+end
+
+-- Suppression: global list first, then the account's.
+local function suppressed(key)
+    local v = redis.call('HGET', key, rcpt)
+    if not v then return nil end
+    local reason, since, expires = string.match(v, '^([^|]*)|([^|]*)|([^|]*)')
+    if reason == nil then return 'manual', '0' end
+    local e = tonumber(expires) or 0
+    if e > 0 and e * 1000 <= now then
+        redis.call('HDEL', key, rcpt)
+        return nil
+    end
+    return reason, since
+end
+if op == 'rcpt' and rcpt ~= '' then
+    local scopes = {{'global', 'rg:s:g'}}
+    if acct ~= '' then scopes[2] = {'account', 'rg:s:a:' .. acct} end
+    for _, sc in ipairs(scopes) do
+        local reason, since = suppressed(sc[2])
+        if reason then
+            event('reject', '550', 'suppressed', sc[1] .. ' ' .. reason)
+            return {gen, 'suppressed', sc[1], reason, since}
+        end
+    end
+end
+
+-- Charged-once markers.
+local rkey = (msgkey ~= '') and ('rg:r:' .. msgkey) or nil
+local ckey = (qid ~= '') and ('rg:c:' .. node .. ':' .. qid) or nil
+if op == 'eom' then
+    if (ckey and redis.call('EXISTS', ckey) == 1) or
+       (rkey and redis.call('HGET', rkey, '_charged')) then
+        event('accept', '250', 'ok', 'already charged')
+        return {gen, 'dup'}
+    end
+end
+
+-- Limits: first check every bucket, then write, so a refusal changes nothing.
+local L = {}
+for i = 1, nlimits do
+    local b = 22 + (i - 1) * 9
+    local l = {bucket = ARGV[b + 1], kind = ARGV[b + 2], unit = ARGV[b + 3],
+               count = tonumber(ARGV[b + 4]), T = tonumber(ARGV[b + 5]),
+               tau = tonumber(ARGV[b + 6]), win = ARGV[b + 7],
+               win_end = tonumber(ARGV[b + 8]), hard = ARGV[b + 9]}
+    l.hkey = 'rg:h:' .. l.bucket
+    l.reserved = rkey and tonumber(redis.call('HGET', rkey, l.bucket)) or nil
+    -- units this decision needs
+    if op == 'eom' then
+        if l.unit == 'r' then
+            l.n = nrcpt > 0 and nrcpt or (l.reserved or 1)
+        else
+            l.n = 1
+        end
+    elseif l.unit == 'm' and l.reserved then
+        l.n = 0            -- this message holds its place already
+    else
+        l.n = 1
+    end
+    L[i] = l
+end
+
+local function held(l)
+    redis.call('ZREMRANGEBYSCORE', l.hkey, '-inf', now)
+    return redis.call('ZCARD', l.hkey)
+end
+
+for i, l in ipairs(L) do
+    -- At eom a reserved bucket is charged without a new check: its holds
+    -- kept the room.  Everything else is checked against the holds of
+    -- every message in flight.
+    local check = l.n > 0 and not (op == 'eom' and l.reserved)
+    if check then
+        local h = held(l)
+        if l.kind == 'r' then
+            local tat = tonumber(redis.call('GET', 'rg:b:' .. l.bucket) or '0')
+            local base = math.max(tat, now_us)
+            local need = base + (h + l.n) * l.T
+            if need - now_us > l.tau then
+                local retry = math.ceil((need - l.tau - now_us) / 1000)
+                event(l.hard == '1' and 'reject' or 'tempfail', l.hard == '1' and '550' or '451',
+                      'rate_limit', l.bucket .. ' retry ' .. retry .. 'ms')
+                return {gen, 'limit', i, retry}
+            end
+        else
+            local used = tonumber(redis.call('GET', 'rg:q:' .. l.bucket .. ':' .. l.win) or '0')
+            if used + h + l.n > l.count then
+                local retry = l.win_end - now
+                event(l.hard == '1' and 'reject' or 'tempfail', l.hard == '1' and '550' or '451',
+                      'quota', l.bucket .. ' window ' .. l.win)
+                return {gen, 'limit', i, retry}
+            end
+        end
+    end
+end
+
+if op == 'rcpt' and rkey then
+    -- Reserve: one hold per unit, keyed by the message, expiring on its own
+    -- if the message never reaches end of data (refused later, or aborted).
+    local exp = now + ttl
+    for _, l in ipairs(L) do
+        if l.n > 0 then
+            local k = redis.call('HINCRBY', rkey, l.bucket, l.n)
+            local member = (l.unit == 'm') and msgkey or (msgkey .. '#' .. k)
+            redis.call('ZADD', l.hkey, exp, member)
+            redis.call('PEXPIRE', l.hkey, ttl + 60000)
+        end
+    end
+    redis.call('HSET', rkey, '_acct', acct)
+    redis.call('PEXPIRE', rkey, ttl)
+    event('accept', '250', 'ok', '')
+    return {gen, 'ok'}
+end
+
+if op == 'eom' then
+    for _, l in ipairs(L) do
+        -- release this message's holds
+        if l.reserved then
+            if l.unit == 'm' then
+                redis.call('ZREM', l.hkey, msgkey)
+            else
+                local members = {}
+                for k = 1, l.reserved do
+                    members[#members + 1] = msgkey .. '#' .. k
+                    if #members == 500 then
+                        redis.call('ZREM', l.hkey, unpack(members))
+                        members = {}
+                    end
+                end
+                if #members > 0 then redis.call('ZREM', l.hkey, unpack(members)) end
+            end
+        end
+        -- charge the real count, once
+        if l.kind == 'r' then
+            local bkey = 'rg:b:' .. l.bucket
+            local tat = tonumber(redis.call('GET', bkey) or '0')
+            local new = math.max(tat, now_us) + l.n * l.T
+            redis.call('SET', bkey, string.format('%.0f', new),
+                       'PX', math.ceil((new - now_us) / 1000) + 60000)
+        else
+            local qkey = 'rg:q:' .. l.bucket .. ':' .. l.win
+            redis.call('INCRBY', qkey, l.n)
+            redis.call('PEXPIREAT', qkey, l.win_end + 691200000)
+        end
+    end
+    if rkey then
+        redis.call('HSET', rkey, '_charged', '1')
+        redis.call('PEXPIRE', rkey, ttl)
+    end
+    if ckey then redis.call('SET', ckey, '1', 'EX', 86400) end
+    event('accept', '250', 'ok', '')
+    return {gen, 'ok'}
+end
+
+-- op check (MAIL stage, or RCPT without a message key): nothing reserved.
+if op == 'rcpt' then event('accept', '250', 'ok', 'not reserved') end
+return {gen, 'ok'}

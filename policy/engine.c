@@ -1,1 +1,679 @@
-/* placeholder */
+/*
+ * engine.c - the decision engine (see engine.h for the contract and
+ * docs/architecture.md for the flow).
+ *
+ * A decision has two halves.  The static half runs here, in memory, on the
+ * node's cached copy of the accounts: identity, sender domain, header From,
+ * networks, countries, size.  The shared half runs in Redis as one atomic
+ * script (decide.lua): suspension, suppression, limits, reservation or
+ * charge, event and stats.  A static refusal still goes through the script
+ * (op "log") so that every refusal is an event.
+ *
+ * The account cache is a refcounted snapshot: a decision keeps the snapshot
+ * it started with until its callback has run, so a reload in the middle
+ * never pulls an account from under it.  Thread-safe: the milter calls in
+ * from many threads.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "keys.h"
+#include "log.h"
+#include "util.h"
+
+#define LOAD_RETRY_MS 500       /* at most one account load attempt per this */
+
+typedef struct snapshot {
+    rg_accounts *set;
+    long long gen;
+    unsigned refs;
+} snapshot;
+
+struct rg_engine {
+    const rg_config *cfg;
+    rg_store *store;
+    rg_clock *clock;
+    rg_geoip *geo;
+    pthread_mutex_t lock;
+    snapshot *snap;             /* NULL until the first load */
+    int loading;
+    uint64_t last_load_ms;      /* monotonic */
+    unsigned pending;
+};
+
+typedef struct decision {
+    rg_engine *e;
+    snapshot *snap;
+    const rg_account *acct;
+    rg_verdict_cb *cb;
+    void *arg;
+    rg_stage stage;
+    const rg_limit **limits;
+    size_t n_limits;
+    uint64_t t0;
+    rg_verdict v;               /* static verdict for op "log" */
+    int logged_only;            /* op "log": v is final whatever the script says */
+    char qid[64], login[RG_NAME_MAX], client[64], country[3];
+    char sender[RG_ADDR_MAX], rcpt[RG_ADDR_MAX];
+    unsigned nrcpt;
+    uint64_t size;
+} decision;
+
+/* ------------------------------------------------------------ snapshots */
+
+static snapshot *snap_get(rg_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    snapshot *s = e->snap;
+    if (s)
+        s->refs++;
+    pthread_mutex_unlock(&e->lock);
+    return s;
+}
+
+static void snap_put(rg_engine *e, snapshot *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&e->lock);
+    unsigned left = --s->refs;
+    pthread_mutex_unlock(&e->lock);
+    if (left == 0) {
+        rg_accounts_free(s->set);
+        free(s);
+    }
+}
+
+void rg_engine_set_accounts(rg_engine *e, rg_accounts *accounts, long long gen)
+{
+    snapshot *s = rg_calloc(1, sizeof *s);
+    s->set = accounts;
+    s->gen = gen;
+    s->refs = 1;                /* the engine's own reference */
+    pthread_mutex_lock(&e->lock);
+    snapshot *old = e->snap;
+    e->snap = s;
+    pthread_mutex_unlock(&e->lock);
+    snap_put(e, old);
+}
+
+static void on_accounts(void *arg, rg_accounts *set, long long gen, const char *err)
+{
+    rg_engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    e->loading = 0;
+    pthread_mutex_unlock(&e->lock);
+    if (set == NULL) {
+        rg_warn("cannot load accounts: %s", err ? err : "unknown error");
+        return;
+    }
+    rg_info("loaded %zu accounts (generation %lld)", rg_accounts_count(set), gen);
+    rg_engine_set_accounts(e, set, gen);
+}
+
+/* Start a load unless one runs or one was tried very recently. */
+static void maybe_load(rg_engine *e, int force)
+{
+    uint64_t now = rg_monotonic_ms();
+    pthread_mutex_lock(&e->lock);
+    if (e->loading || (!force && now - e->last_load_ms < LOAD_RETRY_MS)) {
+        pthread_mutex_unlock(&e->lock);
+        return;
+    }
+    e->loading = 1;
+    e->last_load_ms = now;
+    pthread_mutex_unlock(&e->lock);
+    e->store->load_accounts(e->store, on_accounts, e);
+}
+
+void rg_engine_refresh_accounts(rg_engine *e)
+{
+    maybe_load(e, 1);
+}
+
+int rg_engine_ready(const rg_engine *e)
+{
+    rg_engine *m = (rg_engine *)e;
+    pthread_mutex_lock(&m->lock);
+    int ready = m->snap != NULL;
+    pthread_mutex_unlock(&m->lock);
+    return ready;
+}
+
+unsigned rg_engine_pending(const rg_engine *e)
+{
+    rg_engine *m = (rg_engine *)e;
+    pthread_mutex_lock(&m->lock);
+    unsigned n = m->pending;
+    pthread_mutex_unlock(&m->lock);
+    return n;
+}
+
+rg_engine *rg_engine_new(const rg_config *cfg, rg_store *store, rg_clock *clock,
+                         rg_geoip *geo, char *err, size_t errlen)
+{
+    if (cfg == NULL || store == NULL || clock == NULL) {
+        snprintf(err, errlen, "engine: missing config, store or clock");
+        return NULL;
+    }
+    rg_engine *e = rg_calloc(1, sizeof *e);
+    e->cfg = cfg;
+    e->store = store;
+    e->clock = clock;
+    e->geo = geo;
+    pthread_mutex_init(&e->lock, NULL);
+    maybe_load(e, 1);
+    return e;
+}
+
+void rg_engine_free(rg_engine *e)
+{
+    if (e == NULL)
+        return;
+    if (e->pending)
+        rg_warn("engine freed with %u decisions pending", e->pending);
+    snapshot *s = e->snap;
+    e->snap = NULL;
+    snap_put(e, s);
+    pthread_mutex_destroy(&e->lock);
+    free(e);
+}
+
+/* ------------------------------------------------------------- verdicts */
+
+static void set_verdict(rg_verdict *v, rg_action action, int code, const char *dsn,
+                        const char *reason, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void set_verdict(rg_verdict *v, rg_action action, int code, const char *dsn,
+                        const char *reason, const char *fmt, ...)
+{
+    v->action = action;
+    v->code = code;
+    rg_strlcpy(v->dsn, dsn, sizeof v->dsn);
+    rg_strlcpy(v->reason, reason, sizeof v->reason);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->text, sizeof v->text, fmt, ap);
+    va_end(ap);
+}
+
+static void set_store_error(const rg_engine *e, rg_verdict *v, const char *why)
+{
+    if (e->cfg->on_store_error == RG_ON_ERROR_ACCEPT) {
+        set_verdict(v, RG_ACCEPT, 250, "2.0.0", "store_error",
+                    "accepted without checks: policy store unavailable (%s)", why);
+    } else {
+        set_verdict(v, RG_TEMPFAIL, 451, "4.3.0", "store_error",
+                    "relayguard: policy store unavailable, try again later");
+    }
+}
+
+/* "100/1h" for a limit. */
+static void limit_rate_text(const rg_limit *l, char *buf, size_t len)
+{
+    if (l->kind == RG_LIMIT_QUOTA) {
+        static const char *unit[] = { "h", "d", "mo" };
+        snprintf(buf, len, "%" PRIu64 "/%u%s", l->count, l->win_mult, unit[l->win_unit]);
+        return;
+    }
+    uint64_t p = l->period_ms;
+    if (p % 86400000 == 0)
+        snprintf(buf, len, "%" PRIu64 "/%" PRIu64 "d", l->count, p / 86400000);
+    else if (p % 3600000 == 0)
+        snprintf(buf, len, "%" PRIu64 "/%" PRIu64 "h", l->count, p / 3600000);
+    else if (p % 60000 == 0)
+        snprintf(buf, len, "%" PRIu64 "/%" PRIu64 "m", l->count, p / 60000);
+    else
+        snprintf(buf, len, "%" PRIu64 "/%" PRIu64 "s", l->count, p / 1000);
+}
+
+static void limit_verdict(const decision *d, const rg_limit *l, uint64_t retry_ms, rg_verdict *v)
+{
+    char rate[64], owner[RG_ADDR_MAX + 32], wait[64];
+    limit_rate_text(l, rate, sizeof rate);
+    const char *kind = l->kind == RG_LIMIT_RATE ? "rate limit" : "quota";
+    const char *acct = d->acct ? d->acct->name : "";
+    switch (l->scope) {
+    case RG_SCOPE_DOMAIN:
+        snprintf(owner, sizeof owner, "sender domain %s%s%s", rg_addr_domain(d->sender),
+                 acct[0] ? " of account " : "", acct);
+        break;
+    case RG_SCOPE_IP:
+        snprintf(owner, sizeof owner, "client %s%s%s", d->client,
+                 acct[0] ? " of account " : "", acct);
+        break;
+    case RG_SCOPE_GLOBAL:
+        snprintf(owner, sizeof owner, "this relay");
+        break;
+    default:
+        snprintf(owner, sizeof owner, "account %s", acct);
+    }
+    const char *reason = l->kind == RG_LIMIT_RATE ? "rate_limit" : "quota";
+    if (l->hard) {
+        set_verdict(v, RG_REJECT, 550, "5.7.1", reason, "%s %s (%s) of %s reached",
+                    kind, l->name, rate, owner);
+    } else {
+        rg_duration_format(retry_ms, wait, sizeof wait);
+        set_verdict(v, RG_TEMPFAIL, 451, "4.7.1", reason,
+                    "%s %s (%s) of %s reached, try again in %s", kind, l->name, rate, owner, wait);
+    }
+    v->retry_after_ms = retry_ms;
+}
+
+/* ------------------------------------------------------------- finishing */
+
+static void log_decision(const decision *d, const rg_verdict *v)
+{
+    int prio = (v->action == RG_ACCEPT || v->action == RG_DUNNO) ? LOG_INFO : LOG_NOTICE;
+    if (strcmp(v->reason, "store_error") == 0)
+        prio = LOG_WARNING;
+    char extra[RG_ADDR_MAX * 2 + 256];
+    int n = snprintf(extra, sizeof extra, "account=%s", d->acct ? d->acct->name : "-");
+    if (d->login[0] && n > 0 && (size_t)n < sizeof extra)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, " login=%s", d->login);
+    if (n > 0 && (size_t)n < sizeof extra)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, " from=<%s>", d->sender);
+    if (d->rcpt[0] && n > 0 && (size_t)n < sizeof extra)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, " to=<%s>", d->rcpt);
+    if (d->nrcpt && n > 0 && (size_t)n < sizeof extra)
+        n += snprintf(extra + n, sizeof extra - (size_t)n, " nrcpt=%u", d->nrcpt);
+    if (d->size && n > 0 && (size_t)n < sizeof extra)
+        snprintf(extra + n, sizeof extra - (size_t)n, " size=%" PRIu64, d->size);
+    const char *qid = d->qid[0] ? d->qid : "NOQUEUE";
+    const char *client = d->client[0] ? d->client : "local";
+    if (v->action == RG_ACCEPT || v->action == RG_DUNNO) {
+        if (strcmp(v->reason, "store_error") == 0)
+            rg_log(prio, "%s: accept: %s from %s: %s; %s", qid, rg_stage_name(d->stage), client,
+                   v->text, extra);
+        else
+            rg_log(prio, "%s: %s: %s from %s; %s", qid, rg_action_name(v->action),
+                   rg_stage_name(d->stage), client, extra);
+    } else {
+        rg_log(prio, "%s: %s: %s from %s: %d %s %s; %s", qid, rg_action_name(v->action),
+               rg_stage_name(d->stage), client, v->code, v->dsn, v->text, extra);
+    }
+}
+
+static void finish(decision *d, rg_verdict *v)
+{
+    rg_engine *e = d->e;
+    if (d->acct)
+        rg_strlcpy(v->account, d->acct->name, sizeof v->account);
+    log_decision(d, v);
+    d->cb(d->arg, v);
+    snap_put(e, d->snap);
+    free(d->limits);
+    free(d);
+    pthread_mutex_lock(&e->lock);
+    e->pending--;
+    pthread_mutex_unlock(&e->lock);
+}
+
+static void on_script(void *arg, const rg_store_reply *r)
+{
+    decision *d = arg;
+    rg_engine *e = d->e;
+    rg_verdict v;
+    memset(&v, 0, sizeof v);
+
+    if (r->status != 0) {
+        if (d->logged_only) {
+            /* The refusal stands; only its event is lost. */
+            rg_warn("event not recorded: %s", r->err);
+            v = d->v;
+        } else {
+            rg_warn("%s: store error: %s", d->qid[0] ? d->qid : "NOQUEUE", r->err);
+            set_store_error(e, &v, r->err);
+        }
+        finish(d, &v);
+        return;
+    }
+    if (d->snap && r->gen != d->snap->gen)
+        maybe_load(e, 0);       /* accounts changed somewhere: refresh */
+
+    if (d->logged_only) {
+        v = d->v;
+    } else if (strcmp(r->outcome, "ok") == 0 || strcmp(r->outcome, "dup") == 0) {
+        set_verdict(&v, RG_ACCEPT, 250, "2.0.0", "ok", "%s", "ok");
+    } else if (strcmp(r->outcome, "suspended") == 0) {
+        set_verdict(&v, RG_REJECT, 550, "5.7.1", "suspended", "account %s is suspended",
+                    d->acct->name);
+    } else if (strcmp(r->outcome, "suppressed") == 0) {
+        char date[32] = "?";
+        time_t since = (time_t)strtoll(r->arg[2], NULL, 10);
+        struct tm tm;
+        if (since > 0 && gmtime_r(&since, &tm))
+            strftime(date, sizeof date, "%Y-%m-%d", &tm);
+        set_verdict(&v, RG_REJECT, 550, "5.7.1", "suppressed", "<%s>: suppressed (%s since %s)",
+                    d->rcpt, r->arg[1], date);
+    } else if (strcmp(r->outcome, "limit") == 0) {
+        long idx = strtol(r->arg[0], NULL, 10);
+        uint64_t retry = strtoull(r->arg[1], NULL, 10);
+        if (idx < 1 || (size_t)idx > d->n_limits) {
+            set_store_error(e, &v, "bad limit index from script");
+        } else {
+            limit_verdict(d, d->limits[idx - 1], retry, &v);
+        }
+    } else {
+        char why[64];
+        snprintf(why, sizeof why, "unknown outcome '%.20s'", r->outcome);
+        set_store_error(e, &v, why);
+    }
+    finish(d, &v);
+}
+
+/* -------------------------------------------------------------- checks */
+
+/* Static checks for MAIL and later stages.  Returns 1 and fills v on refusal. */
+static int check_sender(rg_engine *e, decision *d, const rg_request *req, rg_verdict *v)
+{
+    const rg_account *a = d->acct;
+    char addr[RG_ADDR_MAX];
+    if (rg_addr_normalize(req->sender ? req->sender : "", addr, sizeof addr) < 0) {
+        set_verdict(v, RG_REJECT, 553, "5.1.7", "sender_domain",
+                    "bad sender address syntax for account %s", a->name);
+        return 1;
+    }
+    if (addr[0] == '\0') {
+        set_verdict(v, RG_REJECT, 553, "5.7.1", "sender_domain",
+                    "the null sender <> is not allowed for account %s", a->name);
+        return 1;
+    }
+    const char *dom = rg_addr_domain(addr);
+    if (!rg_account_allows_domain(a, dom)) {
+        set_verdict(v, RG_REJECT, 553, "5.7.1", "sender_domain",
+                    "<%s>: sender domain %s is not allowed for account %s", addr, dom, a->name);
+        return 1;
+    }
+    if (d->client[0]) {
+        rg_cidr ip;
+        if (a->n_networks > 0) {
+            if (rg_ip_parse(d->client, &ip) < 0 || !rg_account_allows_network(a, &ip)) {
+                set_verdict(v, RG_REJECT, 550, "5.7.1", "network",
+                            "client address %s is not allowed for account %s", d->client, a->name);
+                return 1;
+            }
+        }
+        if (a->countries[0]) {
+            if (e->geo == NULL) {
+                set_verdict(v, RG_TEMPFAIL, 451, "4.3.0", "geoip_error",
+                            "relayguard: country check unavailable (no geoip_db), try again later");
+                return 1;
+            }
+            if (d->country[0] == '\0') {
+                set_verdict(v, RG_REJECT, 550, "5.7.1", "country",
+                            "client address %s has no known country; account %s sends only from listed countries",
+                            d->client, a->name);
+                return 1;
+            }
+            if (!rg_account_allows_country(a, d->country)) {
+                set_verdict(v, RG_REJECT, 550, "5.7.1", "country",
+                            "client country %s (%s) is not allowed for account %s", d->country,
+                            d->client, a->name);
+                return 1;
+            }
+        }
+    }
+    if (a->max_size && req->size > a->max_size) {
+        set_verdict(v, RG_REJECT, 552, "5.3.4", "size",
+                    "message size %" PRIu64 " exceeds the limit of %" PRIu64 " bytes for account %s",
+                    req->size, a->max_size, a->name);
+        return 1;
+    }
+    return 0;
+}
+
+static int check_header_from(decision *d, const rg_request *req, rg_verdict *v)
+{
+    char addr[RG_ADDR_MAX];
+    int n = rg_header_from_addr(req->header_from ? req->header_from : "", addr, sizeof addr);
+    if (n == 0) {
+        set_verdict(v, RG_REJECT, 550, "5.7.1", "header_from", "message has no From header address");
+        return 1;
+    }
+    if (n < 0) {
+        set_verdict(v, RG_REJECT, 550, "5.7.1", "header_from",
+                    "message From header has several or unreadable addresses");
+        return 1;
+    }
+    const char *dom = rg_addr_domain(addr);
+    if (!rg_account_allows_domain(d->acct, dom)) {
+        set_verdict(v, RG_REJECT, 550, "5.7.1", "header_from",
+                    "header From domain %s is not allowed for account %s", dom, d->acct->name);
+        return 1;
+    }
+    return 0;
+}
+
+/* Identify the account.  Returns the account, or NULL with v set
+ * (RG_DUNNO for an unauthenticated client that no account claims). */
+static const rg_account *identify(const snapshot *s, decision *d, const rg_request *req, rg_verdict *v)
+{
+    const rg_account *a;
+    if (req->sasl_username && req->sasl_username[0]) {
+        a = rg_accounts_by_login(s->set, req->sasl_username);
+        if (a == NULL)
+            a = rg_accounts_by_name(s->set, "default");
+        if (a == NULL)
+            set_verdict(v, RG_REJECT, 550, "5.7.1", "unknown_account",
+                        "login %s has no relay account", d->login);
+        return a;
+    }
+    if (req->local_user && req->local_user[0]) {
+        a = rg_accounts_by_local_user(s->set, req->local_user);
+        if (a == NULL)
+            a = rg_accounts_by_name(s->set, "default");
+        if (a == NULL)
+            set_verdict(v, RG_REJECT, 550, "5.7.1", "unknown_account",
+                        "local user %s has no relay account", req->local_user);
+        return a;
+    }
+    rg_cidr ip;
+    if (d->client[0] && rg_ip_parse(d->client, &ip) == 0) {
+        a = rg_accounts_by_client(s->set, &ip);
+        if (a)
+            return a;
+    }
+    set_verdict(v, RG_DUNNO, 250, "2.0.0", "no_account", "%s", "no account for this client");
+    return NULL;
+}
+
+/* ------------------------------------------------------------- the call */
+
+/* Script arguments live here while the call is built. */
+typedef struct argbuf {
+    const char **argv;
+    int argc;
+    char (*num)[48];
+    int nnum;
+} argbuf;
+
+static const char *num(argbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *num(argbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->num[b->nnum], sizeof b->num[0], fmt, ap);
+    va_end(ap);
+    return b->num[b->nnum++];
+}
+
+static void run_script(rg_engine *e, decision *d, const char *op, const rg_request *req)
+{
+    uint64_t now = e->clock->now_ms(e->clock);
+    size_t nl = d->logged_only ? 0 : d->n_limits;
+    argbuf b;
+    b.argc = 0;
+    b.nnum = 0;
+    b.argv = rg_calloc(22 + 9 * nl + 1, sizeof *b.argv);
+    b.num = rg_calloc(16 + 6 * nl, sizeof *b.num);
+    char (*bucket)[512] = rg_calloc(nl + 1, sizeof *bucket);
+    char (*win)[32] = rg_calloc(nl + 1, sizeof *win);
+    char msgkey[RG_NAME_MAX * 2 + 2] = "";
+    if (req->msg_id && req->msg_id[0])
+        snprintf(msgkey, sizeof msgkey, "%s:%s", e->cfg->node, req->msg_id);
+    char hour[16];
+    time_t t = (time_t)(now / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(hour, sizeof hour, "%Y%m%d%H", &tm);
+
+    const char *acct = d->acct ? d->acct->name : "";
+    const rg_verdict *v = &d->v;
+    b.argv[b.argc++] = op;
+    b.argv[b.argc++] = num(&b, "%" PRIu64, now);
+    b.argv[b.argc++] = e->cfg->node;
+    b.argv[b.argc++] = msgkey;
+    b.argv[b.argc++] = d->qid;
+    b.argv[b.argc++] = acct;
+    b.argv[b.argc++] = d->login;
+    b.argv[b.argc++] = d->client;
+    b.argv[b.argc++] = d->country;
+    b.argv[b.argc++] = d->sender;
+    b.argv[b.argc++] = d->rcpt;
+    b.argv[b.argc++] = num(&b, "%u", d->nrcpt);
+    b.argv[b.argc++] = num(&b, "%" PRIu64, d->size);
+    b.argv[b.argc++] = rg_stage_name(d->stage);
+    b.argv[b.argc++] = d->logged_only ? rg_action_name(v->action) : "";
+    b.argv[b.argc++] = d->logged_only ? num(&b, "%d", v->code) : "";
+    b.argv[b.argc++] = d->logged_only ? v->reason : "";
+    b.argv[b.argc++] = d->logged_only ? v->text : "";
+    b.argv[b.argc++] = num(&b, "%" PRIu64, e->cfg->events_max);
+    b.argv[b.argc++] = num(&b, "%" PRIu64, e->cfg->reservation_ttl_ms);
+    b.argv[b.argc++] = hour;
+
+    size_t used = 0;
+    const char *dom = rg_addr_domain(d->sender);
+    for (size_t i = 0; i < nl; i++) {
+        const rg_limit *l = d->limits[i];
+        if (rg_bucket_id(l, l->scope == RG_SCOPE_GLOBAL || !d->acct ? NULL : acct, dom,
+                         d->client, bucket[used], sizeof bucket[0]) < 0)
+            continue;   /* an id that cannot be built (absurd lengths) is skipped */
+        if (l->scope == RG_SCOPE_IP && d->client[0] == '\0')
+            continue;   /* local submission has no client address */
+        d->limits[used] = l;
+        used++;
+    }
+    d->n_limits = used;
+    b.argv[b.argc++] = num(&b, "%zu", used);
+    for (size_t i = 0; i < used; i++) {
+        const rg_limit *l = d->limits[i];
+        uint64_t T = 0, tau = 0, wend = 0, wstart = 0;
+        if (l->kind == RG_LIMIT_RATE) {
+            T = l->period_ms * 1000 / l->count;
+            tau = (l->burst ? l->burst : l->count) * T;
+            win[i][0] = '\0';
+        } else {
+            rg_window_bounds(l, now, &wstart, &wend, win[i], sizeof win[0]);
+        }
+        b.argv[b.argc++] = bucket[i];
+        b.argv[b.argc++] = l->kind == RG_LIMIT_RATE ? "r" : "q";
+        b.argv[b.argc++] = l->unit == RG_UNIT_RCPT ? "r" : "m";
+        b.argv[b.argc++] = num(&b, "%" PRIu64, l->count);
+        b.argv[b.argc++] = num(&b, "%" PRIu64, T);
+        b.argv[b.argc++] = num(&b, "%" PRIu64, tau);
+        b.argv[b.argc++] = win[i];
+        b.argv[b.argc++] = num(&b, "%" PRIu64, wend);
+        b.argv[b.argc++] = l->hard ? "1" : "0";
+    }
+    /* The store copies the arguments before it returns (or calls back). */
+    e->store->decide(e->store, b.argc, b.argv, on_script, d);
+    free(b.argv);
+    free(b.num);
+    free(bucket);
+    free(win);
+}
+
+static void copy_clean(char *dst, size_t len, const char *src)
+{
+    rg_text_sanitize(src ? src : "", dst, len);
+}
+
+void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, void *arg)
+{
+    decision *d = rg_calloc(1, sizeof *d);
+    d->e = e;
+    d->cb = cb;
+    d->arg = arg;
+    d->stage = req->stage;
+    d->t0 = rg_monotonic_ms();
+    copy_clean(d->qid, sizeof d->qid, req->queue_id);
+    copy_clean(d->login, sizeof d->login, req->sasl_username);
+    copy_clean(d->client, sizeof d->client, req->client_addr);
+    if (rg_addr_normalize(req->sender ? req->sender : "", d->sender, sizeof d->sender) < 0)
+        copy_clean(d->sender, sizeof d->sender, req->sender);
+    if (req->recipient && rg_addr_normalize(req->recipient, d->rcpt, sizeof d->rcpt) < 0)
+        copy_clean(d->rcpt, sizeof d->rcpt, req->recipient);
+    d->nrcpt = req->recipient_count;
+    d->size = req->size;
+    pthread_mutex_lock(&e->lock);
+    e->pending++;
+    pthread_mutex_unlock(&e->lock);
+
+    rg_verdict v;
+    memset(&v, 0, sizeof v);
+    if (req->stage == RG_STAGE_CONNECT) {
+        set_verdict(&v, RG_DUNNO, 250, "2.0.0", "ok", "%s", "nothing to check at connect");
+        finish(d, &v);
+        return;
+    }
+    d->snap = snap_get(e);
+    if (d->snap == NULL) {
+        maybe_load(e, 0);
+        rg_warn("accounts not loaded yet");
+        set_store_error(e, &v, "accounts not loaded yet");
+        finish(d, &v);
+        return;
+    }
+    d->acct = identify(d->snap, d, req, &v);
+    if (d->acct == NULL && v.action == RG_DUNNO) {
+        finish(d, &v);
+        return;
+    }
+    if (e->geo && d->client[0]) {
+        char cc[3];
+        if (e->geo->country(e->geo, d->client, cc) == 1)
+            rg_strlcpy(d->country, cc, sizeof d->country);
+    }
+    int refused = d->acct == NULL;      /* unknown login: v is set */
+    if (!refused && req->stage != RG_STAGE_EOM)
+        refused = check_sender(e, d, req, &v);
+    if (!refused && req->stage == RG_STAGE_HEADER)
+        refused = check_header_from(d, req, &v);
+    if (!refused && req->stage == RG_STAGE_EOM && d->acct->max_size && req->size > d->acct->max_size) {
+        set_verdict(&v, RG_REJECT, 552, "5.3.4", "size",
+                    "message size %" PRIu64 " exceeds the limit of %" PRIu64 " bytes for account %s",
+                    req->size, d->acct->max_size, d->acct->name);
+        refused = 1;
+    }
+    if (refused) {
+        d->v = v;
+        d->logged_only = 1;
+        run_script(e, d, "log", req);
+        return;
+    }
+    if (req->stage == RG_STAGE_HEADER) {
+        /* Header From is fine; limits were checked at RCPT and are charged at EOM. */
+        set_verdict(&v, RG_ACCEPT, 250, "2.0.0", "ok", "%s", "ok");
+        finish(d, &v);
+        return;
+    }
+    /* The account's limits, then the global ones from relayguard.conf. */
+    size_t n = d->acct->n_limits + e->cfg->n_limits;
+    d->limits = rg_calloc(n + 1, sizeof *d->limits);
+    for (size_t i = 0; i < d->acct->n_limits; i++)
+        d->limits[d->n_limits++] = &d->acct->limits[i];
+    for (size_t i = 0; i < e->cfg->n_limits; i++)
+        d->limits[d->n_limits++] = &e->cfg->limits[i];
+    const char *op = req->stage == RG_STAGE_RCPT ? "rcpt" : req->stage == RG_STAGE_EOM ? "eom" : "check";
+    run_script(e, d, op, req);
+}

@@ -1,1 +1,607 @@
-/* placeholder */
+/*
+ * store_redis.c - the Redis store behind store.h.
+ *
+ * Two flavours with one interface:
+ *  - async: a hiredis async context on the caller's libevent base.  Every
+ *    call gets its own timer (hiredis 0.14 has no async timeouts), so a slow
+ *    or vanished Redis turns into an error after store_timeout, never into a
+ *    stuck client.  Many calls are in flight on one connection at once, which
+ *    pipelines them for free.  Reconnects with backoff (100 ms doubling to
+ *    500 ms, so service returns well within 2 s of Redis coming back).
+ *  - sync: a blocking context with connect and command timeouts, guarded by
+ *    a mutex, for the CLI, milter threads and Exim processes.
+ *
+ * The decision script is loaded with SCRIPT LOAD on every (re)connect and run
+ * with EVALSHA; a NOSCRIPT reply (SCRIPT FLUSH behind our back) is answered
+ * by running the same call once with EVAL.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/adapters/libevent.h>
+#include <openssl/sha.h>
+
+#include "clock.h"
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+/* Returns the whole account table in one round trip: {gen, name, {f, v, ..}, ...}. */
+static const char load_lua[] =
+    "local out = {redis.call('GET', 'rg:acct:gen') or '0'}\n"
+    "for _, n in ipairs(redis.call('SMEMBERS', 'rg:accts')) do\n"
+    "  out[#out + 1] = n\n"
+    "  out[#out + 1] = redis.call('HGETALL', 'rg:acct:' .. n)\n"
+    "end\n"
+    "return out\n";
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 500
+
+typedef struct store_common {
+    rg_store base;
+    rg_store_url url;
+    uint64_t timeout_ms;
+    char sha[41];               /* SHA1 of rg_decide_lua, hex */
+} store_common;
+
+static void sha1_hex(const char *text, char out[41])
+{
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)text, strlen(text), md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static void common_init(store_common *c, const rg_config *cfg)
+{
+    c->url = cfg->store;
+    c->timeout_ms = cfg->store_timeout_ms ? cfg->store_timeout_ms : 250;
+    sha1_hex(rg_decide_lua, c->sha);
+}
+
+static void reply_error(rg_store_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void reply_error(rg_store_reply *r, const char *fmt, ...)
+{
+    memset(r, 0, sizeof *r);
+    r->status = -1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, sizeof r->err, fmt, ap);
+    va_end(ap);
+}
+
+/* Turn the script's array reply into an rg_store_reply. */
+static void parse_decide_reply(const redisReply *rep, rg_store_reply *r)
+{
+    memset(r, 0, sizeof *r);
+    if (rep == NULL) {
+        reply_error(r, "no reply from Redis");
+        return;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        reply_error(r, "Redis error: %s", rep->str);
+        return;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 2) {
+        reply_error(r, "unexpected reply from the decision script");
+        return;
+    }
+    r->gen = rep->element[0]->type == REDIS_REPLY_INTEGER ? rep->element[0]->integer : 0;
+    for (size_t i = 1; i < rep->elements && i < 6; i++) {
+        const redisReply *e = rep->element[i];
+        char *dst = (i == 1) ? r->outcome : r->arg[i - 2];
+        size_t len = (i == 1) ? sizeof r->outcome : sizeof r->arg[0];
+        if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS)
+            rg_strlcpy(dst, e->str, len);
+        else if (e->type == REDIS_REPLY_INTEGER)
+            snprintf(dst, len, "%lld", e->integer);
+    }
+    r->status = 0;
+}
+
+/* Build the account set from the load script's reply. */
+static rg_accounts *parse_accounts(const redisReply *rep, long long *gen, char *err, size_t errlen)
+{
+    if (rep == NULL) {
+        snprintf(err, errlen, "no reply from Redis");
+        return NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        snprintf(err, errlen, "Redis error: %s", rep->str);
+        return NULL;
+    }
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->elements % 2 != 1) {
+        snprintf(err, errlen, "unexpected reply loading accounts");
+        return NULL;
+    }
+    const redisReply *g = rep->element[0];
+    *gen = (g->type == REDIS_REPLY_STRING) ? strtoll(g->str, NULL, 10) : 0;
+    rg_accounts *set = rg_accounts_new();
+    for (size_t i = 1; i + 1 < rep->elements; i += 2) {
+        const redisReply *name = rep->element[i], *fields = rep->element[i + 1];
+        if (name->type != REDIS_REPLY_STRING || fields->type != REDIS_REPLY_ARRAY)
+            continue;
+        size_t n = fields->elements / 2;
+        char **keys = rg_calloc(n + 1, sizeof *keys);
+        char **vals = rg_calloc(n + 1, sizeof *vals);
+        for (size_t j = 0; j < n; j++) {
+            const redisReply *k = fields->element[2 * j], *v = fields->element[2 * j + 1];
+            keys[j] = k->type == REDIS_REPLY_STRING ? k->str : "";
+            vals[j] = v->type == REDIS_REPLY_STRING ? v->str : "";
+        }
+        char aerr[256];
+        rg_account *a = rg_account_from_fields(name->str, keys, vals, n, aerr, sizeof aerr);
+        free(keys);
+        free(vals);
+        if (a == NULL) {
+            /* One broken account must not take the others down. */
+            rg_error("account %s in Redis is invalid, ignored: %s", name->str, aerr);
+            continue;
+        }
+        if (rg_accounts_add(set, a, aerr, sizeof aerr) < 0)
+            rg_error("account %s ignored: %s", name->str, aerr);
+    }
+    return set;
+}
+
+/* ---------------------------------------------------------------- async */
+
+typedef struct async_store async_store;
+
+typedef struct async_call {
+    async_store *s;
+    rg_store_cb *cb;            /* decision call */
+    rg_accounts_cb *acb;        /* account load */
+    void *arg;
+    struct event *timer;
+    int done;                   /* callback delivered (reply or timeout) */
+    int retried;                /* NOSCRIPT answered with EVAL once */
+    int argc;
+    char **argv;                /* kept for the EVAL retry */
+    size_t *argvlen;
+} async_call;
+
+struct async_store {
+    store_common c;
+    struct event_base *base;
+    redisAsyncContext *ac;
+    int connected;
+    struct event *reconnect;
+    uint64_t backoff_ms;
+    uint64_t last_reply_ms;     /* monotonic */
+    unsigned inflight;
+    int closing;
+};
+
+static void async_connect(async_store *s);
+
+static void call_free(async_call *k)
+{
+    if (k->timer)
+        event_free(k->timer);
+    if (k->argv) {
+        for (int i = 0; i < k->argc; i++)
+            free(k->argv[i]);
+        free(k->argv);
+        free(k->argvlen);
+    }
+    free(k);
+}
+
+/* Deliver an outcome once; later replies of a timed-out call are dropped. */
+static void call_deliver(async_call *k, const redisReply *rep, const char *errtext)
+{
+    if (k->done)
+        return;
+    k->done = 1;
+    if (k->timer)
+        evtimer_del(k->timer);
+    if (k->cb) {
+        rg_store_reply r;
+        if (errtext)
+            reply_error(&r, "%s", errtext);
+        else
+            parse_decide_reply(rep, &r);
+        k->cb(k->arg, &r);
+    } else if (k->acb) {
+        char err[256] = "";
+        long long gen = 0;
+        rg_accounts *set = errtext ? NULL : parse_accounts(rep, &gen, err, sizeof err);
+        if (errtext)
+            rg_strlcpy(err, errtext, sizeof err);
+        k->acb(k->arg, set, gen, set ? NULL : err);
+    }
+}
+
+static void schedule_reconnect(async_store *s)
+{
+    if (s->closing || evtimer_pending(s->reconnect, NULL))
+        return;
+    struct timeval tv = { (time_t)(s->backoff_ms / 1000), (suseconds_t)((s->backoff_ms % 1000) * 1000) };
+    evtimer_add(s->reconnect, &tv);
+    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    async_store *s = ac->data;
+    if (status != REDIS_OK) {
+        rg_warn("Redis %s: connect failed: %s", s->c.url.host, ac->errstr);
+        s->ac = NULL;           /* hiredis frees the context after this */
+        s->connected = 0;
+        schedule_reconnect(s);
+        return;
+    }
+    s->connected = 1;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    s->last_reply_ms = rg_monotonic_ms();
+    if (s->c.url.unix_socket)
+        rg_info("connected to Redis at %s", s->c.url.host);
+    else
+        rg_info("connected to Redis at %s:%d", s->c.url.host, s->c.url.port);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    async_store *s = ac->data;
+    if (status != REDIS_OK)
+        rg_warn("Redis connection lost: %s", ac->errstr);
+    s->ac = NULL;
+    s->connected = 0;
+    schedule_reconnect(s);
+}
+
+static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
+{
+    async_connect(arg);
+}
+
+/* Replies to AUTH/SELECT/SCRIPT LOAD: only errors matter. */
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    const redisReply *rep = r;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        rg_error("Redis setup command failed: %s", rep->str);
+}
+
+static void async_connect(async_store *s)
+{
+    if (s->ac || s->closing)
+        return;
+    redisAsyncContext *ac = s->c.url.unix_socket ? redisAsyncConnectUnix(s->c.url.host)
+                                                 : redisAsyncConnect(s->c.url.host, s->c.url.port);
+    if (ac == NULL || ac->err) {
+        rg_warn("Redis %s: %s", s->c.url.host, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_reconnect(s);
+        return;
+    }
+    ac->data = s;
+    redisLibeventAttach(ac, s->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    s->ac = ac;
+    /* Queued before any decision, so they run first on this connection. */
+    if (s->c.url.password[0]) {
+        if (s->c.url.user[0])
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s %s", s->c.url.user, s->c.url.password);
+        else
+            redisAsyncCommand(ac, on_setup_reply, NULL, "AUTH %s", s->c.url.password);
+    }
+    if (s->c.url.db)
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", s->c.url.db);
+    redisAsyncCommand(ac, on_setup_reply, NULL, "SCRIPT LOAD %s", rg_decide_lua);
+}
+
+static void on_call_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    async_call *k = arg;
+    async_store *s = k->s;
+    call_deliver(k, NULL, "Redis did not answer within store_timeout");
+    /* A Redis that answers nothing for long (stopped, wedged network) is
+     * dropped, so waiting calls fail now and reconnecting can start. */
+    uint64_t quiet = rg_monotonic_ms() - s->last_reply_ms;
+    uint64_t limit = s->c.timeout_ms * 4 > 2000 ? s->c.timeout_ms * 4 : 2000;
+    if (s->ac && quiet > limit) {
+        rg_warn("Redis silent for %llu ms, reconnecting", (unsigned long long)quiet);
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        s->connected = 0;
+        redisAsyncFree(ac);     /* pending callbacks get NULL replies */
+    }
+}
+
+static void on_call_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    async_call *k = priv;
+    async_store *s = k->s;
+    redisReply *rep = r;
+    if (rep)
+        s->last_reply_ms = rg_monotonic_ms();
+    if (rep && rep->type == REDIS_REPLY_ERROR && !k->retried && !k->done &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0 && s->ac) {
+        /* Script cache flushed: run this call with the full script once. */
+        k->retried = 1;
+        free(k->argv[0]);
+        free(k->argv[1]);
+        k->argv[0] = rg_strdup("EVAL");
+        k->argv[1] = rg_strdup(rg_decide_lua);
+        k->argvlen[0] = 4;
+        k->argvlen[1] = strlen(rg_decide_lua);
+        if (redisAsyncCommandArgv(s->ac, on_call_reply, k, k->argc, (const char **)k->argv,
+                                  k->argvlen) == REDIS_OK)
+            return;
+    }
+    s->inflight--;
+    call_deliver(k, rep, rep ? NULL : "Redis connection lost");
+    call_free(k);
+}
+
+static async_call *call_new(async_store *s, void *arg)
+{
+    async_call *k = rg_calloc(1, sizeof *k);
+    k->s = s;
+    k->arg = arg;
+    k->timer = evtimer_new(s->base, on_call_timeout, k);
+    struct timeval tv = { (time_t)(s->c.timeout_ms / 1000), (suseconds_t)((s->c.timeout_ms % 1000) * 1000) };
+    evtimer_add(k->timer, &tv);
+    return k;
+}
+
+static void async_decide(rg_store *st, int argc, const char **argv, rg_store_cb *cb, void *arg)
+{
+    async_store *s = (async_store *)st;
+    if (!s->ac) {               /* while connecting, hiredis queues the call */
+        rg_store_reply r;
+        reply_error(&r, "%s", "Redis not connected");
+        if (!evtimer_pending(s->reconnect, NULL))
+            async_connect(s);
+        cb(arg, &r);
+        return;
+    }
+    async_call *k = call_new(s, arg);
+    k->cb = cb;
+    k->argc = argc + 3;
+    k->argv = rg_calloc((size_t)k->argc, sizeof *k->argv);
+    k->argvlen = rg_calloc((size_t)k->argc, sizeof *k->argvlen);
+    k->argv[0] = rg_strdup("EVALSHA");
+    k->argv[1] = rg_strdup(s->c.sha);
+    k->argv[2] = rg_strdup("0");
+    for (int i = 0; i < argc; i++)
+        k->argv[i + 3] = rg_strdup(argv[i] ? argv[i] : "");
+    for (int i = 0; i < k->argc; i++)
+        k->argvlen[i] = strlen(k->argv[i]);
+    if (redisAsyncCommandArgv(s->ac, on_call_reply, k, k->argc, (const char **)k->argv,
+                              k->argvlen) != REDIS_OK) {
+        call_deliver(k, NULL, "Redis command could not be queued");
+        call_free(k);
+        return;
+    }
+    s->inflight++;
+}
+
+static void async_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
+{
+    async_store *s = (async_store *)st;
+    if (!s->ac) {
+        if (!evtimer_pending(s->reconnect, NULL))
+            async_connect(s);
+        cb(arg, NULL, 0, "Redis not connected");
+        return;
+    }
+    async_call *k = call_new(s, arg);
+    k->acb = cb;
+    /* Loading many accounts may take longer than one decision's budget. */
+    struct timeval tv = { 5, 0 };
+    evtimer_add(k->timer, &tv);
+    if (redisAsyncCommand(s->ac, on_call_reply, k, "EVAL %s 0", load_lua) != REDIS_OK) {
+        call_deliver(k, NULL, "Redis command could not be queued");
+        call_free(k);
+        return;
+    }
+    s->inflight++;
+}
+
+static void async_free(rg_store *st)
+{
+    async_store *s = (async_store *)st;
+    s->closing = 1;
+    if (s->ac) {
+        redisAsyncContext *ac = s->ac;
+        s->ac = NULL;
+        redisAsyncFree(ac);     /* pending callbacks run with NULL replies */
+    }
+    event_free(s->reconnect);
+    free(s);
+}
+
+rg_store *rg_store_redis_async(const rg_config *cfg, struct event_base *base)
+{
+    async_store *s = rg_calloc(1, sizeof *s);
+    common_init(&s->c, cfg);
+    s->c.base.decide = async_decide;
+    s->c.base.load_accounts = async_load_accounts;
+    s->c.base.free = async_free;
+    s->base = base;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    s->reconnect = evtimer_new(base, on_reconnect_timer, s);
+    async_connect(s);
+    return &s->c.base;
+}
+
+/* ----------------------------------------------------------------- sync */
+
+typedef struct sync_store {
+    store_common c;
+    pthread_mutex_t lock;
+    redisContext *ctx;
+    uint64_t next_try_ms;       /* monotonic: no reconnect before this */
+    uint64_t backoff_ms;
+} sync_store;
+
+static struct timeval ms_tv(uint64_t ms)
+{
+    struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+    return tv;
+}
+
+/* Check a setup reply; frees it.  0 ok, -1 error (msg in err). */
+static int setup_ok(redisReply *rep, redisContext *ctx, char *err, size_t errlen)
+{
+    int ok = rep && rep->type != REDIS_REPLY_ERROR;
+    if (!ok)
+        snprintf(err, errlen, "%s", rep ? rep->str : ctx->errstr);
+    if (rep)
+        freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
+/* Connected context or NULL with err.  Caller holds the lock. */
+static redisContext *sync_ctx(sync_store *s, char *err, size_t errlen)
+{
+    if (s->ctx)
+        return s->ctx;
+    uint64_t now = rg_monotonic_ms();
+    if (now < s->next_try_ms) {
+        snprintf(err, errlen, "Redis unavailable (retrying in %llu ms)",
+                 (unsigned long long)(s->next_try_ms - now));
+        return NULL;
+    }
+    struct timeval tv = ms_tv(s->c.timeout_ms);
+    redisContext *ctx = s->c.url.unix_socket ? redisConnectUnixWithTimeout(s->c.url.host, tv)
+                                             : redisConnectWithTimeout(s->c.url.host, s->c.url.port, tv);
+    if (ctx == NULL || ctx->err) {
+        snprintf(err, errlen, "Redis connect: %s", ctx ? ctx->errstr : "out of memory");
+        goto fail;
+    }
+    redisSetTimeout(ctx, tv);
+    if (s->c.url.password[0]) {
+        redisReply *rep = s->c.url.user[0]
+            ? redisCommand(ctx, "AUTH %s %s", s->c.url.user, s->c.url.password)
+            : redisCommand(ctx, "AUTH %s", s->c.url.password);
+        if (setup_ok(rep, ctx, err, errlen) < 0)
+            goto fail;
+    }
+    if (s->c.url.db && setup_ok(redisCommand(ctx, "SELECT %d", s->c.url.db), ctx, err, errlen) < 0)
+        goto fail;
+    if (setup_ok(redisCommand(ctx, "SCRIPT LOAD %s", rg_decide_lua), ctx, err, errlen) < 0)
+        goto fail;
+    s->ctx = ctx;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    return ctx;
+fail:
+    if (ctx)
+        redisFree(ctx);
+    s->next_try_ms = now + s->backoff_ms;
+    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+    return NULL;
+}
+
+/* After an I/O error the context is useless: drop it. Caller holds the lock. */
+static void sync_drop(sync_store *s)
+{
+    if (s->ctx && s->ctx->err) {
+        redisFree(s->ctx);
+        s->ctx = NULL;
+    }
+}
+
+static void sync_decide(rg_store *st, int argc, const char **argv, rg_store_cb *cb, void *arg)
+{
+    sync_store *s = (sync_store *)st;
+    rg_store_reply r;
+    char err[256];
+    int n = argc + 3;
+    const char **av = rg_calloc((size_t)n, sizeof *av);
+    size_t *al = rg_calloc((size_t)n, sizeof *al);
+    av[0] = "EVALSHA";
+    av[1] = s->c.sha;
+    av[2] = "0";
+    for (int i = 0; i < argc; i++)
+        av[i + 3] = argv[i] ? argv[i] : "";
+    for (int i = 0; i < n; i++)
+        al[i] = strlen(av[i]);
+
+    pthread_mutex_lock(&s->lock);
+    redisContext *ctx = sync_ctx(s, err, sizeof err);
+    if (ctx == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        reply_error(&r, "%s", err);
+    } else {
+        redisReply *rep = redisCommandArgv(ctx, n, av, al);
+        if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+            freeReplyObject(rep);
+            av[0] = "EVAL";
+            av[1] = rg_decide_lua;
+            al[0] = 4;
+            al[1] = strlen(rg_decide_lua);
+            rep = redisCommandArgv(ctx, n, av, al);
+        }
+        if (rep == NULL)
+            reply_error(&r, "Redis: %s", ctx->errstr);
+        else
+            parse_decide_reply(rep, &r);
+        if (rep)
+            freeReplyObject(rep);
+        sync_drop(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+    free(av);
+    free(al);
+    cb(arg, &r);
+}
+
+static void sync_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
+{
+    sync_store *s = (sync_store *)st;
+    char err[256] = "";
+    long long gen = 0;
+    rg_accounts *set = NULL;
+    pthread_mutex_lock(&s->lock);
+    redisContext *ctx = sync_ctx(s, err, sizeof err);
+    if (ctx) {
+        redisReply *rep = redisCommand(ctx, "EVAL %s 0", load_lua);
+        if (rep == NULL)
+            snprintf(err, sizeof err, "Redis: %s", ctx->errstr);
+        else
+            set = parse_accounts(rep, &gen, err, sizeof err);
+        if (rep)
+            freeReplyObject(rep);
+        sync_drop(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    cb(arg, set, gen, set ? NULL : err);
+}
+
+static void sync_free(rg_store *st)
+{
+    sync_store *s = (sync_store *)st;
+    if (s->ctx)
+        redisFree(s->ctx);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+rg_store *rg_store_redis_sync(const rg_config *cfg)
+{
+    sync_store *s = rg_calloc(1, sizeof *s);
+    common_init(&s->c, cfg);
+    s->c.base.decide = sync_decide;
+    s->c.base.load_accounts = sync_load_accounts;
+    s->c.base.free = sync_free;
+    s->backoff_ms = BACKOFF_MIN_MS;
+    pthread_mutex_init(&s->lock, NULL);
+    return &s->c.base;
+}
