@@ -1,6 +1,7 @@
 # t/ - tests.  Each area keeps its own fragment.
 EXTRA_DIST += t/lib.sh
 include t/unit/local.mk
+include t/engine/local.mk
 include t/transcript/local.mk
 include t/cli/local.mk
 include t/integration/local.mk
