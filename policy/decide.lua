@@ -209,7 +209,8 @@ if op == 'eom' then
         else
             local qkey = 'rg:q:' .. l.bucket .. ':' .. l.win
             redis.call('INCRBY', qkey, l.n)
-            redis.call('PEXPIREAT', qkey, l.win_end + 691200000)
+            -- relative to the engine's clock, not Redis's
+            redis.call('PEXPIRE', qkey, l.win_end - now + 691200000)
         end
     end
     if rkey then

@@ -271,6 +271,19 @@ static void limit_verdict(const decision *d, const rg_limit *l, uint64_t retry_m
 
 /* ------------------------------------------------------------- finishing */
 
+/* Stage as Postfix writes it in its log lines ("RCPT", "END-OF-MESSAGE"). */
+static const char *stage_log_name(rg_stage s)
+{
+    switch (s) {
+    case RG_STAGE_CONNECT: return "CONNECT";
+    case RG_STAGE_MAIL: return "MAIL";
+    case RG_STAGE_RCPT: return "RCPT";
+    case RG_STAGE_HEADER: return "END-OF-HEADERS";
+    case RG_STAGE_EOM: return "END-OF-MESSAGE";
+    }
+    return "?";
+}
+
 static void log_decision(const decision *d, const rg_verdict *v)
 {
     int prio = (v->action == RG_ACCEPT || v->action == RG_DUNNO) ? LOG_INFO : LOG_NOTICE;
@@ -292,14 +305,14 @@ static void log_decision(const decision *d, const rg_verdict *v)
     const char *client = d->client[0] ? d->client : "local";
     if (v->action == RG_ACCEPT || v->action == RG_DUNNO) {
         if (strcmp(v->reason, "store_error") == 0)
-            rg_log(prio, "%s: accept: %s from %s: %s; %s", qid, rg_stage_name(d->stage), client,
+            rg_log(prio, "%s: accept: %s from %s: %s; %s", qid, stage_log_name(d->stage), client,
                    v->text, extra);
         else
             rg_log(prio, "%s: %s: %s from %s; %s", qid, rg_action_name(v->action),
-                   rg_stage_name(d->stage), client, extra);
+                   stage_log_name(d->stage), client, extra);
     } else {
         rg_log(prio, "%s: %s: %s from %s: %d %s %s; %s", qid, rg_action_name(v->action),
-               rg_stage_name(d->stage), client, v->code, v->dsn, v->text, extra);
+               stage_log_name(d->stage), client, v->code, v->dsn, v->text, extra);
     }
 }
 
