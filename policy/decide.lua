@@ -43,13 +43,13 @@ local function event(verdict, code, reason, detail)
     if acct ~= '' then who[2] = acct end
     for _, a in ipairs(who) do
         local k = 'rg:st:' .. a .. ':' .. hour
-        redis.call('HINCRBY', k, verdict, 1)
+        -- the first counter of a new hour sets its expiry (8 days)
+        if redis.call('HINCRBY', k, verdict, 1) == 1 then redis.call('EXPIRE', k, 691200) end
         if reason ~= 'ok' then redis.call('HINCRBY', k, 'r:' .. reason, 1) end
         if op == 'eom' and verdict == 'accept' then
             redis.call('HINCRBY', k, 'sent', 1)
             redis.call('HINCRBY', k, 'rcpt', nrcpt)
         end
-        redis.call('EXPIRE', k, 691200)
     end
 end
 
@@ -175,7 +175,6 @@ if op == 'rcpt' and rkey then
             redis.call('PEXPIRE', l.hkey, ttl + 60000)
         end
     end
-    redis.call('HSET', rkey, '_acct', acct)
     redis.call('PEXPIRE', rkey, ttl)
     event('accept', '250', 'ok', '')
     return {gen, 'ok'}

@@ -9,7 +9,7 @@
  *   rg:b:BUCKET              STRING  GCRA theoretical arrival time (ms), PEXPIRE when it is idle
  *   rg:q:BUCKET:WINDOW       STRING  quota use in one calendar window, expires 8 days after the window
  *   rg:h:BUCKET              ZSET    holds of messages in flight: member MSGKEY[#n], score = expiry ms
- *   rg:r:MSGKEY              HASH    a message's reservation: BUCKET -> held units, TTL reservation_ttl
+ *   rg:r:MSGKEY              HASH    a message's reservation: BUCKET -> held units, "_charged", TTL reservation_ttl
  *   rg:c:NODE:QUEUEID        STRING  "charged" marker, TTL 1 day
  *   rg:s:g                   HASH    global suppression: address -> "reason|since|expires|note"
  *   rg:s:a:ACCOUNT           HASH    per-account suppression, same values
