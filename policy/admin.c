@@ -323,7 +323,7 @@ int rg_admin_accounts_commit(rg_admin *ad, const rg_account *const *put, size_t 
     for (size_t i = 0; i < nput; i++) {
         int n = append_account(ad, put[i]);
         if (n < 0) {
-            /* Nothing sent yet can be half-applied: MULTI is still open. */
+            /* Still inside MULTI: DISCARD drops what was queued. */
             const char *discard[] = { "DISCARD" };
             redisAppendCommandArgv(ad->c, 1, discard, NULL);
             for (size_t k = 0; k < queued + 2; k++) {
@@ -615,13 +615,28 @@ typedef struct strset {
     size_t n;
 } strset;
 
+/* Add a copy (duplicates are removed by strset_sort). */
 static void strset_add(strset *s, const char *str, size_t len)
 {
-    for (size_t i = 0; i < s->n; i++)
-        if (strlen(s->v[i]) == len && memcmp(s->v[i], str, len) == 0)
-            return;
-    s->v = rg_realloc(s->v, (s->n + 1) * sizeof *s->v);
+    if ((s->n & (s->n - 1)) == 0)     /* grow at powers of two */
+        s->v = rg_realloc(s->v, (s->n ? 2 * s->n : 1) * sizeof *s->v);
     s->v[s->n++] = rg_strndup(str, len);
+}
+
+/* Sort and drop duplicates. */
+static void strset_sort(strset *s)
+{
+    size_t j = 0;
+    if (s->n == 0)
+        return;
+    qsort(s->v, s->n, sizeof *s->v, cmp_str);
+    for (size_t i = 1; i < s->n; i++) {
+        if (strcmp(s->v[i], s->v[j]) == 0)
+            free(s->v[i]);
+        else
+            s->v[++j] = s->v[i];
+    }
+    s->n = j + 1;
 }
 
 static void strset_clear(strset *s)
@@ -796,7 +811,7 @@ int rg_admin_limit_states(rg_admin *ad, const rg_limit *l, const char *account,
     if (ret == 0 && scan_keys(ad, pattern, strlen(RG_KEY_HOLDS) + strlen(prefix), 0, &subjects, false) < 0)
         ret = -1;
     if (ret == 0)
-        qsort(subjects.v, subjects.n, sizeof *subjects.v, cmp_str);
+        strset_sort(&subjects);
     for (size_t i = 0; ret >= 0 && i < subjects.n; i++) {
         memset(&st, 0, sizeof st);
         rg_strlcpy(st.subject, subjects.v[i], sizeof st.subject);
@@ -905,25 +920,29 @@ long rg_admin_events_latest(rg_admin *ad, const rg_event_filter *flt, size_t cou
     bool first = true, more = true;
 
     rg_strlcpy(last_id, "0-0", idlen);
-    while (ngot < count && more) {
-        const char *argv[] = { "XREVRANGE", RG_KEY_EVENTS, end, "-", "COUNT", "500" };
+    /* The first page always runs: it also gives the newest id. */
+    while (first || (ngot < count && more)) {
+        const char *argv[] = { "XREVRANGE", RG_KEY_EVENTS, end, "-", "COUNT", count ? "500" : "1" };
         redisReply *r = cmd_argv(ad, 6, argv);
         if (r == NULL) {
             ret = -1;
             break;
         }
         more = r->elements == 500;
-        for (size_t i = 0; i < r->elements && ngot < count; i++) {
-            const char *id;
-            rg_fields f = { 0 };
-            if (entry_parse(r->element[i], &id, &f) < 0)
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *e = r->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2
+                || e->element[0]->type != REDIS_REPLY_STRING)
                 continue;
-            if (first) {
-                if (rg_strlcpy(last_id, id, idlen) >= idlen)
-                    rg_strlcpy(last_id, "$", idlen);
-                first = false;
-            }
+            const char *id = e->element[0]->str;
+            if (first && rg_strlcpy(last_id, id, idlen) >= idlen)
+                rg_strlcpy(last_id, "$", idlen);
+            first = false;
+            if (ngot >= count)
+                break;
             snprintf(end, sizeof end, "(%s", id);
+            rg_fields f = { 0 };
+            entry_parse(e, &id, &f);
             if (!event_passes(flt, &f)) {
                 rg_fields_clear(&f);
                 continue;
@@ -933,6 +952,7 @@ long rg_admin_events_latest(rg_admin *ad, const rg_event_filter *flt, size_t cou
             got[ngot].f = f;
             ngot++;
         }
+        first = false;
         freeReplyObject(r);
     }
     bool stop = false;

@@ -6,7 +6,7 @@
  *   rg:accts                 SET     account names
  *   rg:acct:NAME             HASH    account fields (account.h)
  *   rg:acct:gen              STRING  generation, INCR on every account change
- *   rg:b:BUCKET              STRING  GCRA theoretical arrival time (ms), PEXPIRE when it is idle
+ *   rg:b:BUCKET              STRING  GCRA theoretical arrival time (µs), expires when idle
  *   rg:q:BUCKET:WINDOW       STRING  quota use in one calendar window, expires 8 days after the window
  *   rg:h:BUCKET              ZSET    holds of messages in flight: member MSGKEY[#n], score = expiry ms
  *   rg:r:MSGKEY              HASH    a message's reservation: BUCKET -> held units, "_charged", TTL reservation_ttl

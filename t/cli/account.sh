@@ -1,0 +1,126 @@
+#!/bin/bash
+# relayguard account add|set|show|list|del, load, check-config.
+. "$top_srcdir/t/cli/common.sh"
+
+# --- account lifecycle
+run account add alice --domains example.com,.example.org --networks 192.0.2.0/24,2001:db8::/32 \
+    --countries us,DE --logins alice@relay.test --limit 'rate 100/1h burst=20' \
+    --limit 'quota 500/1d per=rcpt hard' --max-size 10M
+is "$RC" 0 "account add: exit 0"
+is "$OUT" "account alice added" "account add: message"
+is "$(rg_redis sismember rg:accts alice)" 1 "account add: in rg:accts"
+is "$(rg_redis hget rg:acct:alice domains)" "example.com,.example.org" "account add: domains field"
+is "$(rg_redis get rg:acct:gen)" 1 "account add: gen bumped once"
+
+run account add alice --domains x.com
+is "$RC" 1 "account add existing: exit 1"
+like "$ERR" "^relayguard: account alice already exists" "account add existing: message"
+
+run account add bob --networks 10.0.0.0/33
+is "$RC" 2 "bad CIDR: exit 2"
+like "$ERR" "10\.0\.0\.0/33" "bad CIDR: message names it"
+is "$(rg_redis exists rg:acct:bob)" 0 "bad CIDR: nothing written"
+
+run account add bob --limit 'rate 10/1x'
+is "$RC" 2 "bad limit: exit 2"
+like "$ERR" "--limit" "bad limit: message names the option"
+run account add 'bad name!'
+is "$RC" 2 "bad account name: exit 2"
+run account add carol --suspend --resume
+is "$RC" 2 "--suspend with --resume: exit 2"
+run account set nobody --suspend
+is "$RC" 1 "set missing account: exit 1"
+
+run account show alice
+is "$RC" 0 "show: exit 0"
+like "$OUT" "domains +example.com,.example.org" "show: domains"
+like "$OUT" "countries +US,DE" "show: countries upper-cased"
+like "$OUT" "limit +rate 100/1h burst=20" "show: rate limit"
+like "$OUT" "limit +quota 500/1d per=rcpt hard" "show: quota"
+like "$OUT" "suspended +no" "show: suspended"
+run --json account show alice
+json_ok "show --json parses"
+is "$(printf '%s' "$OUT" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["domains"][1], len(d["limits"]), d["suspended"], d["max_size"])')" \
+   ".example.org 2 False 10485760" "show --json: values"
+
+run account set alice --suspend
+is "$OUT" "account alice updated" "set --suspend"
+is "$(rg_redis hget rg:acct:alice suspended)" "yes" "set --suspend: stored"
+is "$(rg_redis get rg:acct:gen)" 2 "set: gen bumped"
+run account set alice --suspend
+is "$OUT" "account alice unchanged" "set with no change"
+is "$(rg_redis get rg:acct:gen)" 2 "set with no change: gen unchanged"
+run account set alice --limit 'rate 5/1m'
+run account show alice
+is "$(printf '%s\n' "$OUT" | grep -c '^limit ')" 1 "set --limit replaces the list"
+like "$OUT" "limit +rate 5/1m" "set --limit: new limit"
+like "$OUT" "domains +example.com,.example.org" "set keeps other fields"
+run account set alice --no-limits --resume
+run account show alice
+like "$OUT" "limit +-" "set --no-limits clears"
+like "$OUT" "suspended +no" "set --resume"
+
+run account add bob --domains bob.test
+run account list
+is "$OUT" "$(printf 'alice\nbob')" "list: sorted names"
+run --json account list
+json_ok "list --json parses"
+run account del bob
+is "$RC" 0 "del: exit 0"
+is "$(rg_redis sismember rg:accts bob):$(rg_redis exists rg:acct:bob)" "0:0" "del: set and hash gone"
+run account del bob
+is "$RC" 1 "del missing: exit 1"
+run account show bob
+is "$RC" 1 "show missing: exit 1"
+
+# --- load
+cat > "$RG_TMP/accounts.conf" <<'EOT'
+# accounts
+account alice {
+    domains = example.com
+    limit   = rate 100/1h
+}
+account dave {
+    domains  = dave.test, .dave.test
+    networks = 198.51.100.0/24
+}
+account erin {
+    domains = erin.test
+}
+EOT
+run account add zed --domains zed.test
+run load "$RG_TMP/accounts.conf" --dry-run
+is "$RC" 0 "load --dry-run: exit 0"
+like "$OUT" "dry run: added 2, changed 1, unchanged 0, deleted 0" "load --dry-run: summary"
+is "$(rg_redis exists rg:acct:dave)" 0 "load --dry-run: writes nothing"
+gen=$(rg_redis get rg:acct:gen)
+run load "$RG_TMP/accounts.conf"
+is "$OUT" "added 2, changed 1, unchanged 0, deleted 0" "load: summary"
+is "$(rg_redis get rg:acct:gen)" $((gen + 1)) "load: one gen bump for all changes"
+is "$(rg_redis hget rg:acct:dave networks)" "198.51.100.0/24" "load: account written"
+gen=$(rg_redis get rg:acct:gen)
+run load "$RG_TMP/accounts.conf"
+is "$OUT" "added 0, changed 0, unchanged 3, deleted 0" "second load: unchanged 3"
+is "$(rg_redis get rg:acct:gen)" "$gen" "second load: gen unchanged"
+run load "$RG_TMP/accounts.conf" --prune
+is "$OUT" "added 0, changed 0, unchanged 3, deleted 1" "load --prune deletes the extra account"
+is "$(rg_redis sismember rg:accts zed)" 0 "load --prune: zed gone"
+printf 'account bad {\n    domains = x.test\n    networks = 1.2.3.0/99\n}\n' > "$RG_TMP/bad.conf"
+run load "$RG_TMP/bad.conf"
+is "$RC" 2 "load bad file: exit 2"
+like "$ERR" "bad\.conf:3: .*1\.2\.3\.0/99" "load bad file: file:line"
+
+# --- check-config
+run check-config
+is "$RC:$OUT" "0:$CONF: OK" "check-config good"
+run check-config --accounts "$RG_TMP/accounts.conf"
+like "$OUT" "accounts.conf: OK \(3 accounts\)" "check-config --accounts good"
+run check-config --accounts "$RG_TMP/bad.conf"
+is "$RC" 2 "check-config bad accounts: exit 2"
+like "$ERR" "^relayguard: $RG_TMP/bad.conf:3: " "check-config bad accounts: file:line"
+printf 'store = %s\nnode = t\n\nstore_timeout = fast\n' "$REDIS_URL" > "$RG_TMP/bad-main.conf"
+OUT=$("$RG_BIN_CLI" -c "$RG_TMP/bad-main.conf" check-config 2>&1); RC=$?
+is "$RC" 2 "check-config bad: exit 2"
+like "$OUT" "^relayguard: $RG_TMP/bad-main.conf:4: " "check-config bad: exact file:line"
+
+done_testing
