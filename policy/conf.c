@@ -251,8 +251,15 @@ parse_line(rg_conf *c, rg_conf_block **cur, char *s, int lineno, char *err, size
             p++;
     }
     if (*p != '{') {
-        if (nlen > 0 && *p == '=')
-            conf_error(err, errlen, file, lineno, "bad key '%.*s'", (int)(p - w), w);
+        const char *brace = strchr(p, '{');
+        if (nlen > 0 && brace != NULL && strchr(p, '=') == NULL) {
+            const char *e = brace;
+            while (e > name && is_blank((unsigned char)e[-1]))
+                e--;
+            conf_error(err, errlen, file, lineno, "bad name '%.*s' for block '%.*s'",
+                       (int)(e - name), name, (int)wlen, w);
+        } else if (nlen > 0 && *p == '=')
+            conf_error(err, errlen, file, lineno, "bad key '%.*s'", (int)(name + nlen - w), w);
         else
             conf_error(err, errlen, file, lineno, "missing '=' after '%.*s'", (int)wlen, w);
         return -1;

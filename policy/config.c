@@ -85,6 +85,23 @@ parse_int_range(const char *s, size_t len, long lo, long hi, int *out)
     return 0;
 }
 
+/* A whole unsigned decimal number (digits only, no overflow).  0 or -1. */
+static int
+parse_count(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (*s == '\0')
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (UINT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
 /*
  * Parse a store URL: redis://[[user:]pass@]host[:port][/db] (host may be
  * [v6]; port 6379 and db 0 by default) or redis+unix://[[user:]pass@]/path[?db=N].
@@ -359,7 +376,7 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         set_str(&c->geoip_db, v);
     } else if (strcmp(k, "events_max") == 0) {
         uint64_t n;
-        if (rg_size_parse(v, &n) < 0 || strpbrk(v, "kKmMgGtTbB") || n == 0) {
+        if (parse_count(v, &n) < 0 || n == 0) {
             set_err(err, errlen, "%s:%d: bad events_max '%s' (a positive number)", file,
                     it->line, v);
             return -1;

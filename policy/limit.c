@@ -204,7 +204,7 @@ parse_count_period(const char *tok, const char *spec, rg_limit *out, char *err, 
     const char *p = slash + 1;
     d = parse_u64(p, &m);
     if (d == 0) {
-        if (*p >= '0' && *p <= '9') {
+        if ((*p >= '0' && *p <= '9') || *p == '\0') {
             set_err(err, errlen, "bad period '%s' in '%s'", slash + 1, spec);
             return -1;
         }
