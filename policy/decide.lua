@@ -96,12 +96,10 @@ end
 -- Charged-once markers.
 local rkey = (msgkey ~= '') and ('rg:r:' .. msgkey) or nil
 local ckey = (qid ~= '') and ('rg:c:' .. node .. ':' .. qid) or nil
+local dup = false
 if op == 'eom' then
-    if (ckey and redis.call('EXISTS', ckey) == 1) or
-       (rkey and redis.call('HGET', rkey, '_charged')) then
-        event('accept', '250', 'ok', 'already charged')
-        return {gen, 'dup'}
-    end
+    dup = (ckey and redis.call('EXISTS', ckey) == 1) or
+          (rkey and redis.call('HGET', rkey, '_charged')) and true or false
 end
 
 -- Limits: first check every bucket, then write, so a refusal changes nothing.
@@ -127,6 +125,33 @@ for i = 1, nlimits do
         l.n = 1
     end
     L[i] = l
+end
+
+-- Release this message's holds (at eom, charged or not).
+local function release(l)
+    if not l.reserved then return end
+    if l.unit == 'm' then
+        redis.call('ZREM', l.hkey, msgkey)
+        return
+    end
+    local members = {}
+    for k = 1, l.reserved do
+        members[#members + 1] = msgkey .. '#' .. k
+        if #members == 500 then
+            redis.call('ZREM', l.hkey, unpack(members))
+            members = {}
+        end
+    end
+    if #members > 0 then redis.call('ZREM', l.hkey, unpack(members)) end
+end
+
+if dup then
+    -- Charged already, by this adapter or another one on the same message
+    -- (policyd and milter together): only give back what this one held.
+    for _, l in ipairs(L) do release(l) end
+    if rkey then redis.call('HSET', rkey, '_charged', '1') end
+    event('accept', '250', 'ok', 'already charged')
+    return {gen, 'dup'}
 end
 
 local function held(l)
@@ -182,22 +207,7 @@ end
 
 if op == 'eom' then
     for _, l in ipairs(L) do
-        -- release this message's holds
-        if l.reserved then
-            if l.unit == 'm' then
-                redis.call('ZREM', l.hkey, msgkey)
-            else
-                local members = {}
-                for k = 1, l.reserved do
-                    members[#members + 1] = msgkey .. '#' .. k
-                    if #members == 500 then
-                        redis.call('ZREM', l.hkey, unpack(members))
-                        members = {}
-                    end
-                end
-                if #members > 0 then redis.call('ZREM', l.hkey, unpack(members)) end
-            end
-        end
+        release(l)
         -- charge the real count, once
         if l.kind == 'r' then
             local bkey = 'rg:b:' .. l.bucket

@@ -281,6 +281,30 @@ static void test_rcpt_charged_once(void **state)
     assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 3);
 }
 
+/* Two adapters on one message (policyd and milter): both reserve at RCPT
+ * under their own message keys, the first end-of-message charges, the second
+ * is a duplicate that only gives its holds back. */
+static void test_two_adapters_charge_once(void **state)
+{
+    fixture *f = *state;
+    const char *ids[] = { "policyd-1", "milter-1" };
+    for (int i = 0; i < 2; i++) {
+        rg_request req = { .stage = RG_STAGE_RCPT, .msg_id = ids[i], .sasl_username = "rcpts",
+                           .client_addr = "192.0.2.10", .sender = "r@rcpts.test",
+                           .recipient = "x@dest.test" };
+        assert_int_equal(check(f, &req).action, RG_ACCEPT);
+    }
+    assert_int_equal(redis_int(f, "ZCARD rg:h:a:rcpts:quota-10-1d-rcpt"), 2);
+    for (int i = 0; i < 2; i++) {
+        rg_request req = { .stage = RG_STAGE_EOM, .msg_id = ids[i], .queue_id = "4ABC",
+                           .sasl_username = "rcpts", .client_addr = "192.0.2.10",
+                           .sender = "r@rcpts.test", .recipient_count = 1 };
+        assert_int_equal(check(f, &req).action, RG_ACCEPT);
+    }
+    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 1);
+    assert_int_equal(redis_int(f, "ZCARD rg:h:a:rcpts:quota-10-1d-rcpt"), 0);
+}
+
 static void test_refused_and_aborted_not_charged(void **state)
 {
     fixture *f = *state;
@@ -422,6 +446,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quota_month_end, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rcpt_charged_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_two_adapters_charge_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_and_aborted_not_charged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_domain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suppression, setup, teardown),
