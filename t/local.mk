@@ -5,3 +5,4 @@ include t/engine/local.mk
 include t/transcript/local.mk
 include t/cli/local.mk
 include t/integration/local.mk
+include t/milter/local.mk

@@ -1,0 +1,1 @@
+# milter/ - relayguard-milter (issue 3)

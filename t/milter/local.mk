@@ -1,0 +1,1 @@
+# t/milter - milter tests (issue 3)
