@@ -37,38 +37,6 @@ conf_error(char *err, size_t errlen, const char *file, int line, const char *fmt
         snprintf(err, errlen, "%s: %s", file, msg);
 }
 
-/* Byte length of the valid UTF-8 character at s, 0 if invalid. */
-static size_t
-utf8_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned long cp;
-
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2; cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3; cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4; cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > avail)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 /* Check one raw line; NULL if fine, else what is wrong with it. */
 static const char *
 line_problem(const char *s, size_t len)
@@ -80,7 +48,7 @@ line_problem(const char *s, size_t len)
             return "NUL byte";
         if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
             return "control character";
-        size_t n = utf8_len(p + i, len - i);
+        size_t n = rg_utf8_len(p + i, len - i);
         if (n == 0)
             return "invalid UTF-8";
         i += n;

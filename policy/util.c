@@ -94,13 +94,10 @@ rg_lower(char *s)
     return s;
 }
 
-/*
- * Length of the valid UTF-8 sequence at s (1..4), or 0 if the bytes there are
- * not one (overlong forms, surrogates and code points above U+10FFFF are
- * invalid).  ASCII control bytes count as valid UTF-8 here.
- */
-static size_t
-utf8_seq_len(const unsigned char *s)
+/* Byte length of the valid UTF-8 sequence at s (at most avail bytes
+ * readable), 0 if invalid.  ASCII control bytes count as valid here. */
+size_t
+rg_utf8_len(const unsigned char *s, size_t avail)
 {
     unsigned char c = s[0];
     size_t n;
@@ -117,9 +114,11 @@ utf8_seq_len(const unsigned char *s)
     } else {
         return 0;
     }
+    if (n > avail)
+        return 0;
     for (size_t i = 1; i < n; i++) {
         if ((s[i] & 0xc0) != 0x80)
-            return 0;       /* also stops at the NUL */
+            return 0;
         cp = (cp << 6) | (s[i] & 0x3f);
     }
     if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
@@ -139,9 +138,10 @@ int
 rg_text_clean(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *end = p + strlen(s);
 
     while (*p) {
-        size_t n = utf8_seq_len(p);
+        size_t n = rg_utf8_len(p, (size_t)(end - p));
         if (n == 0 || (n == 1 && is_control(*p)))
             return 0;
         p += n;
@@ -158,12 +158,13 @@ void
 rg_text_sanitize(const char *s, char *out, size_t outlen)
 {
     const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *end = p + strlen(s);
     size_t o = 0;
 
     if (outlen == 0)
         return;
     while (*p) {
-        size_t n = utf8_seq_len(p);
+        size_t n = rg_utf8_len(p, (size_t)(end - p));
         if (n == 0 || (n == 1 && is_control(*p))) {
             if (o + 1 >= outlen)
                 break;

@@ -20,6 +20,10 @@ char *rg_strndup(const char *s, size_t n);
 /* Lower-case in place; returns s. */
 char *rg_lower(char *s);
 
+/* Byte length of the valid UTF-8 sequence at s (avail bytes readable),
+ * 0 if invalid. */
+size_t rg_utf8_len(const unsigned char *s, size_t avail);
+
 /* Is s printable text (no control bytes, valid UTF-8)?  Used before a
  * value goes into a log line or an event. */
 int rg_text_clean(const char *s);
