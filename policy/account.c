@@ -17,19 +17,6 @@
 
 #define LOGIN_MAX 127
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errlen == 0)
-        return;
-    va_start(ap, fmt);
-    if (vsnprintf(err, errlen, fmt, ap) < 0)
-        err[0] = '\0';
-    va_end(ap);
-}
-
 /* A valid account name: 1..64 of [A-Za-z0-9._@+-]. */
 bool
 rg_account_name_valid(const char *name)
@@ -137,7 +124,7 @@ parse_networks(const char *key, const char *value, rg_cidr **out, size_t *nout,
 
     for (size_t i = 0; i < n; i++) {
         if (rg_cidr_parse(v[i], &nets[i]) < 0) {
-            set_err(err, errlen, "bad network '%s' in '%s'", v[i], key);
+            rg_seterr(err, errlen, "bad network '%s' in '%s'", v[i], key);
             free(nets);
             rg_strv_free(v);
             return -1;
@@ -158,17 +145,17 @@ add_limit(rg_account *a, const char *spec, char *err, size_t errlen)
     char why[256];
 
     if (rg_limit_parse(spec, RG_SCOPE_ACCOUNT, &l, why, sizeof why) < 0) {
-        set_err(err, errlen, "%s", why);
+        rg_seterr(err, errlen, "%s", why);
         return -1;
     }
     if (l.scope == RG_SCOPE_GLOBAL) {
-        set_err(err, errlen, "scope=global is for relayguard.conf, not inside an account: '%s'",
+        rg_seterr(err, errlen, "scope=global is for relayguard.conf, not inside an account: '%s'",
                 spec);
         return -1;
     }
     for (size_t i = 0; i < a->n_limits; i++) {
         if (strcmp(a->limits[i].name, l.name) == 0 && a->limits[i].scope == l.scope) {
-            set_err(err, errlen, "two limits named '%s' with the same scope (give one a name=)",
+            rg_seterr(err, errlen, "two limits named '%s' with the same scope (give one a name=)",
                     l.name);
             return -1;
         }
@@ -213,7 +200,7 @@ rg_account_set(rg_account *a, const char *key, const char *value, char *err, siz
         char **v = rg_strv_split(value);
         for (char **p = v; *p; p++) {
             if (!login_valid(*p)) {
-                set_err(err, errlen, "bad %s '%s'", logins ? "login" : "local user", *p);
+                rg_seterr(err, errlen, "bad %s '%s'", logins ? "login" : "local user", *p);
                 rg_strv_free(v);
                 return -1;
             }
@@ -225,7 +212,7 @@ rg_account_set(rg_account *a, const char *key, const char *value, char *err, siz
         char **v = rg_strv_split(value);
         for (char **p = v; *p; p++) {
             if (!domain_pattern_valid(*p)) {
-                set_err(err, errlen, "bad domain '%s' (example.com, .example.com or *)", *p);
+                rg_seterr(err, errlen, "bad domain '%s' (example.com, .example.com or *)", *p);
                 rg_strv_free(v);
                 return -1;
             }
@@ -237,7 +224,7 @@ rg_account_set(rg_account *a, const char *key, const char *value, char *err, siz
         for (char **p = v; *p; p++) {
             char *c = *p;
             if (strlen(c) != 2 || !isalpha((unsigned char)c[0]) || !isalpha((unsigned char)c[1])) {
-                set_err(err, errlen, "bad country '%s' (two letters, ISO 3166, e.g. DE)", c);
+                rg_seterr(err, errlen, "bad country '%s' (two letters, ISO 3166, e.g. DE)", c);
                 rg_strv_free(v);
                 return -1;
             }
@@ -277,17 +264,17 @@ rg_account_set(rg_account *a, const char *key, const char *value, char *err, siz
     } else if (strcmp(key, "max_size") == 0) {
         uint64_t n;
         if (rg_size_parse(value, &n) < 0) {
-            set_err(err, errlen, "bad max_size '%s' (e.g. 10M, 512K, 0 for none)", value);
+            rg_seterr(err, errlen, "bad max_size '%s' (e.g. 10M, 512K, 0 for none)", value);
             return -1;
         }
         a->max_size = n;
     } else if (strcmp(key, "suspended") == 0) {
         if (parse_bool(value, &a->suspended) < 0) {
-            set_err(err, errlen, "bad suspended '%s' (yes or no)", value);
+            rg_seterr(err, errlen, "bad suspended '%s' (yes or no)", value);
             return -1;
         }
     } else {
-        set_err(err, errlen, "unknown key '%s'", key);
+        rg_seterr(err, errlen, "unknown key '%s'", key);
         return -1;
     }
     return 0;
@@ -301,12 +288,12 @@ rg_account_from_block(const rg_conf *c, const rg_conf_block *b, char *err, size_
     char why[384];
 
     if (strcmp(b->type, "account") != 0) {
-        set_err(err, errlen, "%s:%d: expected 'account NAME {', not '%s'", c->file, b->line,
+        rg_seterr(err, errlen, "%s:%d: expected 'account NAME {', not '%s'", c->file, b->line,
                 b->type);
         return NULL;
     }
     if (!rg_account_name_valid(b->name)) {
-        set_err(err, errlen, "%s:%d: %s account name '%s' (1 to 64 of A-Z a-z 0-9 . _ @ + -)",
+        rg_seterr(err, errlen, "%s:%d: %s account name '%s' (1 to 64 of A-Z a-z 0-9 . _ @ + -)",
                 c->file, b->line, b->name[0] ? "bad" : "missing", b->name);
         return NULL;
     }
@@ -316,7 +303,7 @@ rg_account_from_block(const rg_conf *c, const rg_conf_block *b, char *err, size_
         if (strcmp(it->key, "limit") != 0) {
             for (size_t j = 0; j < i; j++) {
                 if (strcmp(b->items[j].key, it->key) == 0) {
-                    set_err(err, errlen, "%s:%d: '%s' is already set at line %d", c->file,
+                    rg_seterr(err, errlen, "%s:%d: '%s' is already set at line %d", c->file,
                             it->line, it->key, b->items[j].line);
                     rg_account_free(a);
                     return NULL;
@@ -324,13 +311,13 @@ rg_account_from_block(const rg_conf *c, const rg_conf_block *b, char *err, size_
             }
         }
         if (strcmp(it->key, "limits") == 0) {
-            set_err(err, errlen, "%s:%d: use one 'limit = SPEC' line per limit", c->file,
+            rg_seterr(err, errlen, "%s:%d: use one 'limit = SPEC' line per limit", c->file,
                     it->line);
             rg_account_free(a);
             return NULL;
         }
         if (rg_account_set(a, it->key, it->value, why, sizeof why) < 0) {
-            set_err(err, errlen, "%s:%d: %s", c->file, it->line, why);
+            rg_seterr(err, errlen, "%s:%d: %s", c->file, it->line, why);
             rg_account_free(a);
             return NULL;
         }
@@ -459,7 +446,7 @@ rg_account_from_fields(const char *name, char *const *keys, char *const *values,
     char why[384];
 
     if (!rg_account_name_valid(name)) {
-        set_err(err, errlen, "bad account name '%s'", name ? name : "");
+        rg_seterr(err, errlen, "bad account name '%s'", name ? name : "");
         return NULL;
     }
     a = rg_account_new(name);
@@ -470,7 +457,7 @@ rg_account_from_fields(const char *name, char *const *keys, char *const *values,
         if (!ok)
             continue;
         if (rg_account_set(a, keys[i], values[i], why, sizeof why) < 0) {
-            set_err(err, errlen, "account '%s': field '%s': %s", name, keys[i], why);
+            rg_seterr(err, errlen, "account '%s': field '%s': %s", name, keys[i], why);
             rg_account_free(a);
             return NULL;
         }
@@ -662,25 +649,25 @@ rg_accounts_add(rg_accounts *s, rg_account *a, char *err, size_t errlen)
     const rg_account *other;
 
     if (amap_get(&s->by_name, a->name) != NULL) {
-        set_err(err, errlen, "duplicate account '%s'", a->name);
+        rg_seterr(err, errlen, "duplicate account '%s'", a->name);
         goto fail;
     }
     for (char **p = logins; *p; p++) {
         if ((other = amap_get(&s->by_login, *p)) != NULL) {
-            set_err(err, errlen, "login '%s' is claimed by accounts '%s' and '%s'", *p,
+            rg_seterr(err, errlen, "login '%s' is claimed by accounts '%s' and '%s'", *p,
                     other->name, a->name);
             goto fail;
         }
     }
     for (char **p = a->local_users; *p; p++) {
         if ((other = amap_get(&s->by_local_user, *p)) != NULL) {
-            set_err(err, errlen, "local user '%s' is claimed by accounts '%s' and '%s'", *p,
+            rg_seterr(err, errlen, "local user '%s' is claimed by accounts '%s' and '%s'", *p,
                     other->name, a->name);
             goto fail;
         }
         for (char **q = a->local_users; q < p; q++) {
             if (strcmp(*q, *p) == 0) {
-                set_err(err, errlen, "local user '%s' is listed twice in account '%s'", *p,
+                rg_seterr(err, errlen, "local user '%s' is listed twice in account '%s'", *p,
                         a->name);
                 goto fail;
             }
@@ -691,7 +678,7 @@ rg_accounts_add(rg_accounts *s, rg_account *a, char *err, size_t errlen)
             if (cidr_equal(&s->clients[j].net, &a->client_networks[i])) {
                 char t[INET6_ADDRSTRLEN + 5];
                 cidr_text(&a->client_networks[i], t, sizeof t);
-                set_err(err, errlen, "client network %s is claimed by accounts '%s' and '%s'",
+                rg_seterr(err, errlen, "client network %s is claimed by accounts '%s' and '%s'",
                         t, s->clients[j].acct->name, a->name);
                 goto fail;
             }
@@ -794,7 +781,7 @@ rg_accounts_load_file(const char *path, char *err, size_t errlen)
     if (c == NULL)
         return NULL;
     if (c->blocks[0].nitems > 0) {
-        set_err(err, errlen, "%s:%d: '%s' outside an account block "
+        rg_seterr(err, errlen, "%s:%d: '%s' outside an account block "
                 "(an accounts file holds only 'account NAME { }' blocks)",
                 path, c->blocks[0].items[0].line, c->blocks[0].items[0].key);
         rg_conf_free(c);
@@ -804,7 +791,7 @@ rg_accounts_load_file(const char *path, char *err, size_t errlen)
     for (size_t i = 1; i < c->nblocks; i++) {
         const rg_conf_block *b = &c->blocks[i];
         if (strcmp(b->type, "account") != 0) {
-            set_err(err, errlen, "%s:%d: unknown block '%s' "
+            rg_seterr(err, errlen, "%s:%d: unknown block '%s' "
                     "(an accounts file holds only 'account NAME { }' blocks)",
                     path, b->line, b->type);
             goto fail;
@@ -813,7 +800,7 @@ rg_accounts_load_file(const char *path, char *err, size_t errlen)
         if (a == NULL)
             goto fail;
         if (rg_accounts_add(s, a, why, sizeof why) < 0) {
-            set_err(err, errlen, "%s:%d: %s", path, b->line, why);
+            rg_seterr(err, errlen, "%s:%d: %s", path, b->line, why);
             goto fail;
         }
     }

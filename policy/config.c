@@ -16,19 +16,6 @@
 
 #define DEFAULT_STORE "redis://127.0.0.1:6379/0"
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errlen == 0)
-        return;
-    va_start(ap, fmt);
-    if (vsnprintf(err, errlen, fmt, ap) < 0)
-        err[0] = '\0';
-    va_end(ap);
-}
-
 static int
 hex_value(int c)
 {
@@ -123,10 +110,10 @@ rg_store_url_parse(const char *text, rg_store_url *out, char *err, size_t errlen
     } else if (strncmp(text, "redis://", 8) == 0) {
         p = text + 8;
     } else if (strncmp(text, "rediss://", 9) == 0) {
-        set_err(err, errlen, "TLS (rediss://) is not supported; use redis:// or redis+unix://");
+        rg_seterr(err, errlen, "TLS (rediss://) is not supported; use redis:// or redis+unix://");
         return -1;
     } else {
-        set_err(err, errlen, "expected redis://host:port/db or redis+unix:///path?db=N");
+        rg_seterr(err, errlen, "expected redis://host:port/db or redis+unix:///path?db=N");
         return -1;
     }
 
@@ -144,7 +131,7 @@ rg_store_url_parse(const char *text, rg_store_url *out, char *err, size_t errlen
             rc = pct_decode(p, (size_t)(at - p), u.password, sizeof u.password);
         }
         if (rc < 0) {
-            set_err(err, errlen, "bad user or password (too long or bad %%-escape)");
+            rg_seterr(err, errlen, "bad user or password (too long or bad %%-escape)");
             return -1;
         }
         p = at + 1;
@@ -152,13 +139,13 @@ rg_store_url_parse(const char *text, rg_store_url *out, char *err, size_t errlen
 
     if (u.unix_socket) {
         if (*p != '/') {
-            set_err(err, errlen, "the socket path must be absolute: redis+unix:///path");
+            rg_seterr(err, errlen, "the socket path must be absolute: redis+unix:///path");
             return -1;
         }
         end = strchr(p, '?');
         size_t plen = end ? (size_t)(end - p) : strlen(p);
         if (plen >= sizeof u.host) {
-            set_err(err, errlen, "socket path too long");
+            rg_seterr(err, errlen, "socket path too long");
             return -1;
         }
         memcpy(u.host, p, plen);
@@ -167,7 +154,7 @@ rg_store_url_parse(const char *text, rg_store_url *out, char *err, size_t errlen
         if (end != NULL) {
             if (strncmp(end, "?db=", 4) != 0 ||
                 parse_int_range(end + 4, strlen(end + 4), 0, 1000000, &u.db) < 0) {
-                set_err(err, errlen, "bad '%s': the only parameter is ?db=N", end);
+                rg_seterr(err, errlen, "bad '%s': the only parameter is ?db=N", end);
                 return -1;
             }
         }
@@ -181,7 +168,7 @@ rg_store_url_parse(const char *text, rg_store_url *out, char *err, size_t errlen
     if (*p == '[') {
         end = strchr(p, ']');
         if (end == NULL) {
-            set_err(err, errlen, "missing ']' after IPv6 address");
+            rg_seterr(err, errlen, "missing ']' after IPv6 address");
             return -1;
         }
         h = p + 1;
@@ -192,18 +179,18 @@ rg_store_url_parse(const char *text, rg_store_url *out, char *err, size_t errlen
         p += hlen;
     }
     if (hlen == 0) {
-        set_err(err, errlen, "missing host");
+        rg_seterr(err, errlen, "missing host");
         return -1;
     }
     if (hlen >= sizeof u.host) {
-        set_err(err, errlen, "host name too long");
+        rg_seterr(err, errlen, "host name too long");
         return -1;
     }
     for (size_t i = 0; i < hlen; i++) {
         char c = h[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '.' || c == '-' || c == '_' || c == ':')) {
-            set_err(err, errlen, "bad character in host '%.*s'", (int)hlen, h);
+            rg_seterr(err, errlen, "bad character in host '%.*s'", (int)hlen, h);
             return -1;
         }
     }
@@ -214,7 +201,7 @@ rg_store_url_parse(const char *text, rg_store_url *out, char *err, size_t errlen
         p++;
         size_t n = strcspn(p, "/?");
         if (parse_int_range(p, n, 1, 65535, &u.port) < 0) {
-            set_err(err, errlen, "bad port '%.*s' (1 to 65535)", (int)n, p);
+            rg_seterr(err, errlen, "bad port '%.*s' (1 to 65535)", (int)n, p);
             return -1;
         }
         p += n;
@@ -222,13 +209,13 @@ rg_store_url_parse(const char *text, rg_store_url *out, char *err, size_t errlen
     if (*p == '/') {
         p++;
         if (*p != '\0' && parse_int_range(p, strlen(p), 0, 1000000, &u.db) < 0) {
-            set_err(err, errlen, "bad database number '%s'", p);
+            rg_seterr(err, errlen, "bad database number '%s'", p);
             return -1;
         }
         p += strlen(p);
     }
     if (*p != '\0') {
-        set_err(err, errlen, "unexpected '%s' after the host", p);
+        rg_seterr(err, errlen, "unexpected '%s' after the host", p);
         return -1;
     }
     *out = u;
@@ -345,13 +332,13 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
 
     if (strcmp(k, "store") == 0) {
         if (rg_store_url_parse(v, &c->store, why, sizeof why) < 0) {
-            set_err(err, errlen, "%s:%d: bad store URL: %s", file, it->line, why);
+            rg_seterr(err, errlen, "%s:%d: bad store URL: %s", file, it->line, why);
             return -1;
         }
         mask_store_text(v, c->store_text, sizeof c->store_text);
     } else if (strcmp(k, "store_timeout") == 0) {
         if (rg_duration_parse(v, &c->store_timeout_ms) < 0 || c->store_timeout_ms == 0) {
-            set_err(err, errlen, "%s:%d: bad store_timeout '%s' (e.g. 250ms, 1s)", file,
+            rg_seterr(err, errlen, "%s:%d: bad store_timeout '%s' (e.g. 250ms, 1s)", file,
                     it->line, v);
             return -1;
         }
@@ -361,13 +348,13 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         else if (strcmp(v, "accept") == 0)
             c->on_store_error = RG_ON_ERROR_ACCEPT;
         else {
-            set_err(err, errlen, "%s:%d: bad on_store_error '%s' (tempfail or accept)", file,
+            rg_seterr(err, errlen, "%s:%d: bad on_store_error '%s' (tempfail or accept)", file,
                     it->line, v);
             return -1;
         }
     } else if (strcmp(k, "node") == 0) {
         if (!node_valid(v)) {
-            set_err(err, errlen, "%s:%d: bad node '%s' (1 to 127 of A-Z a-z 0-9 . - _)", file,
+            rg_seterr(err, errlen, "%s:%d: bad node '%s' (1 to 127 of A-Z a-z 0-9 . - _)", file,
                     it->line, v);
             return -1;
         }
@@ -377,14 +364,14 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
     } else if (strcmp(k, "events_max") == 0) {
         uint64_t n;
         if (parse_count(v, &n) < 0 || n == 0) {
-            set_err(err, errlen, "%s:%d: bad events_max '%s' (a positive number)", file,
+            rg_seterr(err, errlen, "%s:%d: bad events_max '%s' (a positive number)", file,
                     it->line, v);
             return -1;
         }
         c->events_max = n;
     } else if (strcmp(k, "reservation_ttl") == 0) {
         if (rg_duration_parse(v, &c->reservation_ttl_ms) < 0 || c->reservation_ttl_ms == 0) {
-            set_err(err, errlen, "%s:%d: bad reservation_ttl '%s' (e.g. 10m)", file, it->line, v);
+            rg_seterr(err, errlen, "%s:%d: bad reservation_ttl '%s' (e.g. 10m)", file, it->line, v);
             return -1;
         }
     } else if (strcmp(k, "log") == 0) {
@@ -393,13 +380,13 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         else if (strcmp(v, "stderr") == 0)
             c->log = RG_LOG_STDERR;
         else {
-            set_err(err, errlen, "%s:%d: bad log '%s' (syslog or stderr)", file, it->line, v);
+            rg_seterr(err, errlen, "%s:%d: bad log '%s' (syslog or stderr)", file, it->line, v);
             return -1;
         }
     } else if (strcmp(k, "log_level") == 0) {
         int lv = rg_log_level_parse(v);
         if (lv < 0) {
-            set_err(err, errlen, "%s:%d: bad log_level '%s' (debug, info, warning or error)",
+            rg_seterr(err, errlen, "%s:%d: bad log_level '%s' (debug, info, warning or error)",
                     file, it->line, v);
             return -1;
         }
@@ -407,17 +394,17 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
     } else if (strcmp(k, "limit") == 0) {
         rg_limit l;
         if (rg_limit_parse(v, RG_SCOPE_GLOBAL, &l, why, sizeof why) < 0) {
-            set_err(err, errlen, "%s:%d: %s", file, it->line, why);
+            rg_seterr(err, errlen, "%s:%d: %s", file, it->line, why);
             return -1;
         }
         if (l.scope == RG_SCOPE_ACCOUNT) {
-            set_err(err, errlen, "%s:%d: scope=account needs an account; at the top level "
+            rg_seterr(err, errlen, "%s:%d: scope=account needs an account; at the top level "
                     "a limit is scope=global, domain or ip", file, it->line);
             return -1;
         }
         for (size_t i = 0; i < c->n_limits; i++) {
             if (strcmp(c->limits[i].name, l.name) == 0 && c->limits[i].scope == l.scope) {
-                set_err(err, errlen, "%s:%d: a limit named '%s' with this scope exists already",
+                rg_seterr(err, errlen, "%s:%d: a limit named '%s' with this scope exists already",
                         file, it->line, l.name);
                 return -1;
             }
@@ -425,7 +412,7 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         c->limits = rg_realloc(c->limits, (c->n_limits + 1) * sizeof *c->limits);
         c->limits[c->n_limits++] = l;
     } else {
-        set_err(err, errlen, "%s:%d: unknown key '%s'", file, it->line, k);
+        rg_seterr(err, errlen, "%s:%d: unknown key '%s'", file, it->line, k);
         return -1;
     }
     return 0;
@@ -441,7 +428,7 @@ apply_policyd(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
     if (strcmp(k, "listen") == 0) {
         const char *why = listen_problem(v);
         if (why != NULL) {
-            set_err(err, errlen, "%s:%d: bad listen '%s': %s", file, it->line, v, why);
+            rg_seterr(err, errlen, "%s:%d: bad listen '%s': %s", file, it->line, v, why);
             return -1;
         }
         set_str(&c->policyd.listen, v);
@@ -450,7 +437,7 @@ apply_policyd(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
     } else if (strcmp(k, "max_connections") == 0) {
         int n;
         if (parse_int_range(v, strlen(v), 1, 1000000, &n) < 0) {
-            set_err(err, errlen, "%s:%d: bad max_connections '%s' (1 to 1000000)", file,
+            rg_seterr(err, errlen, "%s:%d: bad max_connections '%s' (1 to 1000000)", file,
                     it->line, v);
             return -1;
         }
@@ -458,17 +445,17 @@ apply_policyd(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
     } else if (strcmp(k, "idle_timeout") == 0) {
         if (rg_duration_parse(v, &c->policyd.idle_timeout_ms) < 0 ||
             c->policyd.idle_timeout_ms == 0) {
-            set_err(err, errlen, "%s:%d: bad idle_timeout '%s' (e.g. 300s)", file, it->line, v);
+            rg_seterr(err, errlen, "%s:%d: bad idle_timeout '%s' (e.g. 300s)", file, it->line, v);
             return -1;
         }
     } else if (strcmp(k, "pidfile") == 0) {
         if (v[0] != '/') {
-            set_err(err, errlen, "%s:%d: pidfile must be an absolute path", file, it->line);
+            rg_seterr(err, errlen, "%s:%d: pidfile must be an absolute path", file, it->line);
             return -1;
         }
         set_str(&c->policyd.pidfile, v);
     } else {
-        set_err(err, errlen, "%s:%d: unknown key '%s' in block 'policyd'", file, it->line, k);
+        rg_seterr(err, errlen, "%s:%d: unknown key '%s' in block 'policyd'", file, it->line, k);
         return -1;
     }
     return 0;
@@ -483,13 +470,13 @@ check_repeats(const rg_config *c, const rg_conf_block *b, char *err, size_t errl
             continue;
         for (size_t j = 0; j < i; j++) {
             if (strcmp(b->items[i].key, b->items[j].key) == 0) {
-                set_err(err, errlen, "%s:%d: '%s' is already set at line %d", c->file,
+                rg_seterr(err, errlen, "%s:%d: '%s' is already set at line %d", c->file,
                         b->items[i].line, b->items[i].key, b->items[j].line);
                 return -1;
             }
         }
         if (b->items[i].value[0] == '\0') {
-            set_err(err, errlen, "%s:%d: missing value for '%s'", c->file, b->items[i].line,
+            rg_seterr(err, errlen, "%s:%d: missing value for '%s'", c->file, b->items[i].line,
                     b->items[i].key);
             return -1;
         }
@@ -518,23 +505,23 @@ rg_config_load(const char *path, char *err, size_t errlen)
             apply = apply_top;
         } else if (strcmp(b->type, "policyd") == 0) {
             if (b->name[0] != '\0') {
-                set_err(err, errlen, "%s:%d: block 'policyd' takes no name", path, b->line);
+                rg_seterr(err, errlen, "%s:%d: block 'policyd' takes no name", path, b->line);
                 goto fail;
             }
             if (policyd_line != 0) {
-                set_err(err, errlen, "%s:%d: second 'policyd' block (the first is at line %d)",
+                rg_seterr(err, errlen, "%s:%d: second 'policyd' block (the first is at line %d)",
                         path, b->line, policyd_line);
                 goto fail;
             }
             policyd_line = b->line;
             apply = apply_policyd;
         } else if (strcmp(b->type, "account") == 0) {
-            set_err(err, errlen, "%s:%d: 'account' blocks do not belong in relayguard.conf; "
+            rg_seterr(err, errlen, "%s:%d: 'account' blocks do not belong in relayguard.conf; "
                     "put them in an accounts file and load it with 'relayguard load FILE'",
                     path, b->line);
             goto fail;
         } else {
-            set_err(err, errlen, "%s:%d: unknown block '%s'", path, b->line, b->type);
+            rg_seterr(err, errlen, "%s:%d: unknown block '%s'", path, b->line, b->type);
             goto fail;
         }
         if (check_repeats(c, b, err, errlen) < 0)

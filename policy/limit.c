@@ -21,19 +21,6 @@
 #define PERIOD_MAX  (3660 * MS_DAY)          /* about ten years */
 #define WIN_MULT_MAX 120000u                 /* hours, days or months in a window */
 
-static void __attribute__((format(printf, 3, 4)))
-set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (errlen == 0)
-        return;
-    va_start(ap, fmt);
-    if (vsnprintf(err, errlen, fmt, ap) < 0)
-        err[0] = '\0';
-    va_end(ap);
-}
-
 /* Parse a decimal number without sign into *v; digits only, overflow refused.
  * Returns the number of digits read (0: none or overflow). */
 static size_t
@@ -186,16 +173,16 @@ parse_count_period(const char *tok, const char *spec, rg_limit *out, char *err, 
     size_t d;
 
     if (slash == NULL) {
-        set_err(err, errlen, "expected N/PERIOD, not '%s' in '%s'", tok, spec);
+        rg_seterr(err, errlen, "expected N/PERIOD, not '%s' in '%s'", tok, spec);
         return -1;
     }
     d = parse_u64(tok, &n);
     if (d == 0 || tok + d != slash) {
-        set_err(err, errlen, "bad count '%.*s' in '%s'", (int)(slash - tok), tok, spec);
+        rg_seterr(err, errlen, "bad count '%.*s' in '%s'", (int)(slash - tok), tok, spec);
         return -1;
     }
     if (n == 0 || n > COUNT_MAX) {
-        set_err(err, errlen, "count must be 1 to %llu in '%s'", (unsigned long long)COUNT_MAX,
+        rg_seterr(err, errlen, "count must be 1 to %llu in '%s'", (unsigned long long)COUNT_MAX,
                 spec);
         return -1;
     }
@@ -205,14 +192,14 @@ parse_count_period(const char *tok, const char *spec, rg_limit *out, char *err, 
     d = parse_u64(p, &m);
     if (d == 0) {
         if ((*p >= '0' && *p <= '9') || *p == '\0') {
-            set_err(err, errlen, "bad period '%s' in '%s'", slash + 1, spec);
+            rg_seterr(err, errlen, "bad period '%s' in '%s'", slash + 1, spec);
             return -1;
         }
         m = 1;      /* "100/h" means "100/1h" */
     }
     p += d;
     if (m == 0) {
-        set_err(err, errlen, "period must not be 0 in '%s'", spec);
+        rg_seterr(err, errlen, "period must not be 0 in '%s'", spec);
         return -1;
     }
 
@@ -224,12 +211,12 @@ parse_count_period(const char *tok, const char *spec, rg_limit *out, char *err, 
         else if (strcmp(p, "mo") == 0)
             out->win_unit = RG_WIN_MONTH;
         else {
-            set_err(err, errlen, "bad period '%s' in '%s': quota windows are h, d or mo",
+            rg_seterr(err, errlen, "bad period '%s' in '%s': quota windows are h, d or mo",
                     slash + 1, spec);
             return -1;
         }
         if (m > WIN_MULT_MAX) {
-            set_err(err, errlen, "period '%s' too long in '%s'", slash + 1, spec);
+            rg_seterr(err, errlen, "period '%s' too long in '%s'", slash + 1, spec);
             return -1;
         }
         out->win_mult = (unsigned)m;
@@ -248,21 +235,21 @@ parse_count_period(const char *tok, const char *spec, rg_limit *out, char *err, 
     else if (strcmp(p, "d") == 0)
         unit = MS_DAY;
     else if (strcmp(p, "mo") == 0) {
-        set_err(err, errlen, "bad period '%s' in '%s': months are for quotas "
+        rg_seterr(err, errlen, "bad period '%s' in '%s': months are for quotas "
                 "(rate periods are s, m, h or d)", slash + 1, spec);
         return -1;
     } else {
-        set_err(err, errlen, "bad period '%s' in '%s': rate periods are s, m, h or d",
+        rg_seterr(err, errlen, "bad period '%s' in '%s': rate periods are s, m, h or d",
                 slash + 1, spec);
         return -1;
     }
     if (m > PERIOD_MAX / unit) {
-        set_err(err, errlen, "period '%s' too long in '%s'", slash + 1, spec);
+        rg_seterr(err, errlen, "period '%s' too long in '%s'", slash + 1, spec);
         return -1;
     }
     out->period_ms = m * unit;
     if (out->count > out->period_ms * 1000) {
-        set_err(err, errlen, "rate too high in '%s' (more than one per microsecond)", spec);
+        rg_seterr(err, errlen, "rate too high in '%s' (more than one per microsecond)", spec);
         return -1;
     }
     return 0;
@@ -306,7 +293,7 @@ rg_limit_parse(const char *spec, rg_limit_scope default_scope, rg_limit *out,
             else if (strcmp(tok + 4, "rcpt") == 0)
                 l.unit = RG_UNIT_RCPT;
             else {
-                set_err(err, errlen, "bad '%s' in '%s': per=msg or per=rcpt", tok, spec);
+                rg_seterr(err, errlen, "bad '%s' in '%s': per=msg or per=rcpt", tok, spec);
                 goto out;
             }
         } else if (strncmp(tok, "burst=", 6) == 0) {
@@ -314,7 +301,7 @@ rg_limit_parse(const char *spec, rg_limit_scope default_scope, rg_limit *out,
             seen_burst = true;
             size_t d = parse_u64(tok + 6, &l.burst);
             if (d == 0 || tok[6 + d] != '\0' || l.burst == 0 || l.burst > COUNT_MAX) {
-                set_err(err, errlen, "bad '%s' in '%s': burst is a number from 1 to %llu",
+                rg_seterr(err, errlen, "bad '%s' in '%s': burst is a number from 1 to %llu",
                         tok, spec, (unsigned long long)COUNT_MAX);
                 goto out;
             }
@@ -335,7 +322,7 @@ rg_limit_parse(const char *spec, rg_limit_scope default_scope, rg_limit *out,
             else if (strcmp(v, "global") == 0)
                 l.scope = RG_SCOPE_GLOBAL;
             else {
-                set_err(err, errlen, "bad '%s' in '%s': scope is account, domain, ip or global",
+                rg_seterr(err, errlen, "bad '%s' in '%s': scope is account, domain, ip or global",
                         tok, spec);
                 goto out;
             }
@@ -343,30 +330,30 @@ rg_limit_parse(const char *spec, rg_limit_scope default_scope, rg_limit *out,
             if (seen_name) goto dup;
             seen_name = true;
             if (!limit_name_valid(tok + 5)) {
-                set_err(err, errlen, "bad '%s' in '%s': a name is 1 to 63 of A-Z a-z 0-9 _ . -",
+                rg_seterr(err, errlen, "bad '%s' in '%s': a name is 1 to 63 of A-Z a-z 0-9 _ . -",
                         tok, spec);
                 goto out;
             }
             rg_strlcpy(l.name, tok + 5, sizeof l.name);     /* fits: checked above */
         } else if (seen_count && strchr(tok, '=') == NULL && strchr(tok, '/') != NULL) {
-            set_err(err, errlen, "two counts in '%s'", spec);
+            rg_seterr(err, errlen, "two counts in '%s'", spec);
             goto out;
         } else {
-            set_err(err, errlen, "unknown word '%s' in '%s'", tok, spec);
+            rg_seterr(err, errlen, "unknown word '%s' in '%s'", tok, spec);
             goto out;
         }
         continue;
 dup:
-        set_err(err, errlen, "'%s' repeats an option in '%s'", tok, spec);
+        rg_seterr(err, errlen, "'%s' repeats an option in '%s'", tok, spec);
         goto out;
     }
 
     if (!seen_count) {
-        set_err(err, errlen, "missing N/PERIOD in '%s'", spec);
+        rg_seterr(err, errlen, "missing N/PERIOD in '%s'", spec);
         goto out;
     }
     if (l.kind == RG_LIMIT_QUOTA && seen_burst) {
-        set_err(err, errlen, "burst= applies to rates, not quotas, in '%s'", spec);
+        rg_seterr(err, errlen, "burst= applies to rates, not quotas, in '%s'", spec);
         goto out;
     }
     if (l.kind == RG_LIMIT_RATE && !seen_burst)

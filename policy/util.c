@@ -2,6 +2,8 @@
  * util.c - small string and memory helpers shared by the whole engine.
  */
 #include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,4 +181,17 @@ rg_text_sanitize(const char *s, char *out, size_t outlen)
         p += n;
     }
     out[o] = '\0';
+}
+
+void
+rg_seterr(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (errlen == 0)
+        return;
+    va_start(ap, fmt);
+    if (vsnprintf(err, errlen, fmt, ap) < 0)
+        err[0] = '\0';
+    va_end(ap);
 }

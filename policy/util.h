@@ -17,6 +17,10 @@ void *rg_realloc(void *p, size_t n);
 char *rg_strdup(const char *s);
 char *rg_strndup(const char *s, size_t n);
 
+/* Write a message into err[errlen] (nothing when errlen is 0). */
+void rg_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Lower-case in place; returns s. */
 char *rg_lower(char *s);
 
