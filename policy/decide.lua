@@ -33,12 +33,15 @@ local nlimits = tonumber(ARGV[22])
 local now_us = now * 1000
 local gen = tonumber(redis.call('GET', 'rg:acct:gen') or '0')
 
-local function event(verdict, code, reason, detail)
+local function event(verdict, code, reason, detail, nostats)
     redis.call('XADD', 'rg:events', 'MAXLEN', '~', events_max, '*',
         'ts', ARGV[2], 'node', node, 'stage', stage, 'qid', qid,
         'account', acct, 'login', login, 'client', client, 'country', country,
         'sender', sender, 'rcpt', rcpt, 'nrcpt', tostring(nrcpt), 'size', size,
         'verdict', verdict, 'code', code, 'reason', reason, 'detail', detail)
+    -- Stats count refusals and sent messages; an accepted RCPT is counted
+    -- when its message is charged at end of data.
+    if nostats or (verdict == 'accept' and op ~= 'eom') then return end
     local who = {'*'}
     if acct ~= '' then who[2] = acct end
     for _, a in ipairs(who) do
@@ -46,10 +49,7 @@ local function event(verdict, code, reason, detail)
         -- the first counter of a new hour sets its expiry (8 days)
         if redis.call('HINCRBY', k, verdict, 1) == 1 then redis.call('EXPIRE', k, 691200) end
         if reason ~= 'ok' then redis.call('HINCRBY', k, 'r:' .. reason, 1) end
-        if op == 'eom' and verdict == 'accept' then
-            redis.call('HINCRBY', k, 'sent', 1)
-            redis.call('HINCRBY', k, 'rcpt', nrcpt)
-        end
+        if op == 'eom' and verdict == 'accept' then redis.call('HINCRBY', k, 'rcpt', nrcpt) end
     end
 end
 
@@ -99,11 +99,16 @@ local ckey = (qid ~= '') and ('rg:c:' .. node .. ':' .. qid) or nil
 local dup = false
 if op == 'eom' then
     dup = (ckey and redis.call('EXISTS', ckey) == 1) or
-          (rkey and redis.call('HGET', rkey, '_charged')) and true or false
+          (rkey and redis.call('HEXISTS', rkey, '_charged') == 1) or false
 end
 
 -- Limits: first check every bucket, then write, so a refusal changes nothing.
 local L = {}
+local reserved = {}
+if rkey and nlimits > 0 then
+    local h = redis.call('HGETALL', rkey)
+    for j = 1, #h, 2 do reserved[h[j]] = tonumber(h[j + 1]) end
+end
 for i = 1, nlimits do
     local b = 22 + (i - 1) * 9
     local l = {bucket = ARGV[b + 1], kind = ARGV[b + 2], unit = ARGV[b + 3],
@@ -111,7 +116,7 @@ for i = 1, nlimits do
                tau = tonumber(ARGV[b + 6]), win = ARGV[b + 7],
                win_end = tonumber(ARGV[b + 8]), hard = ARGV[b + 9]}
     l.hkey = 'rg:h:' .. l.bucket
-    l.reserved = rkey and tonumber(redis.call('HGET', rkey, l.bucket)) or nil
+    l.reserved = reserved[l.bucket]
     -- units this decision needs
     if op == 'eom' then
         if l.unit == 'r' then
@@ -150,7 +155,7 @@ if dup then
     -- (policyd and milter together): only give back what this one held.
     for _, l in ipairs(L) do release(l) end
     if rkey then redis.call('HSET', rkey, '_charged', '1') end
-    event('accept', '250', 'ok', 'already charged')
+    event('accept', '250', 'ok', 'already charged', true)
     return {gen, 'dup'}
 end
 

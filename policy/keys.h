@@ -27,7 +27,8 @@
  *                never); NOTE free text without '|' (may be empty).  Addresses
  *                are stored normalised (rg_addr_normalize: lower case).  An
  *                expired entry counts as absent (and the script deletes it).
- *   stats hash   fields "accept", "reject", "tempfail", "dunno" and
+ *   stats hash   fields "accept" (messages charged at end of data),
+ *                "reject", "tempfail" (refused decisions) and
  *                "r:REASON" (one per refusal reason), plus "rcpt" (recipients
  *                charged) - all HINCRBY counters.
  *   events       XADD fields: ts (ms), node, stage, qid, account, login,
