@@ -1,1 +1,14 @@
-# bench/ - benchmarks (not part of make check)
+# bench/ - benchmarks (not part of make check).
+#
+# bench/policy-load is a load generator for the Postfix policy protocol; it is
+# built with the tree (so it does not rot) but never installed or run by
+# make check.  The benchmarks themselves are scripts, run by hand:
+#   bench/run-policy.sh   relayguard-policyd vs postfwd vs policyd-rate-limit
+#   bench/run-import.sh   relayguard suppress import of 1,000,000 rows
+# Results and exact commands: BENCHMARKS.md.
+noinst_PROGRAMS += bench/policy-load
+bench_policy_load_SOURCES = bench/policy-load.c
+bench_policy_load_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
+bench_policy_load_LDADD = $(LIBEVENT_LIBS)
+
+EXTRA_DIST += bench/common.sh bench/run-policy.sh bench/run-import.sh

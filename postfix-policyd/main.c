@@ -1,1 +1,268 @@
-int main(void){return 0;}
+/*
+ * relayguard-policyd - Postfix SMTP access policy delegation server.
+ *
+ * Binds the listen socket, daemonizes, drops to policyd.user, then runs the
+ * server on one libevent loop.  SIGHUP reloads the configuration and the
+ * accounts; SIGTERM and SIGINT drain and exit.  See relayguard-policyd(8).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "engine.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+#define IDENT "relayguard-policyd"
+
+static struct {
+    char *config_path;          /* absolute after startup, for SIGHUP */
+    const char *listen_override;
+    int debug;
+    rg_server *server;
+    struct event_base *base;
+} g;
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: " IDENT " [-fdtVh] [-c FILE] [-l LISTEN]\n"
+        "  -c FILE    configuration (default " RG_DEFAULT_CONFIG ")\n"
+        "  -f         stay in the foreground\n"
+        "  -d         debug logging\n"
+        "  -l LISTEN  listen here instead of policyd.listen\n"
+        "             (inet:HOST:PORT, inet:[IPV6]:PORT or unix:PATH)\n"
+        "  -t         check the configuration and exit\n"
+        "  -V         print the version and exit\n"
+        "  -h         this help\n");
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rg_error("fatal: %s", msg);
+    exit(1);
+}
+
+/* Load the configuration and apply -l.  NULL with a message in err. */
+static rg_config *load_config(char *err, size_t errlen)
+{
+    rg_config *cfg = rg_config_load(g.config_path, err, errlen);
+
+    if (cfg && g.listen_override) {
+        free(cfg->policyd.listen);
+        cfg->policyd.listen = rg_strdup(g.listen_override);
+    }
+    return cfg;
+}
+
+static void daemonize(int keep_stderr)
+{
+    pid_t pid;
+    int fd;
+
+    if ((pid = fork()) < 0)
+        die("fork: %s", strerror(errno));
+    if (pid > 0)
+        _exit(0);
+    if (setsid() < 0)
+        die("setsid: %s", strerror(errno));
+    if ((pid = fork()) < 0)     /* never a session leader: no controlling tty again */
+        die("fork: %s", strerror(errno));
+    if (pid > 0)
+        _exit(0);
+    if (chdir("/") < 0)
+        die("chdir /: %s", strerror(errno));
+    if ((fd = open("/dev/null", O_RDWR)) < 0)
+        die("/dev/null: %s", strerror(errno));
+    dup2(fd, 0);
+    dup2(fd, 1);
+    if (!keep_stderr)
+        dup2(fd, 2);
+    if (fd > 2)
+        close(fd);
+}
+
+static void write_pidfile(const char *path)
+{
+    char buf[32];
+    int fd, n;
+
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        die("pidfile %s: %s", path, strerror(errno));
+    n = snprintf(buf, sizeof buf, "%ld\n", (long) getpid());
+    if (write(fd, buf, (size_t) n) != n || close(fd) < 0)
+        die("pidfile %s: %s", path, strerror(errno));
+}
+
+/* Become user (when root).  Refuses to stay root when the user is unknown. */
+static void drop_privileges(const char *user)
+{
+    struct passwd *pw;
+
+    if (user == NULL || *user == '\0')
+        return;
+    pw = getpwnam(user);
+    if (getuid() != 0 && geteuid() != 0) {
+        if (pw == NULL || pw->pw_uid != geteuid())
+            rg_warn("warning: not root: staying uid %ld instead of user %s", (long) geteuid(), user);
+        return;
+    }
+    if (pw == NULL)
+        die("policyd.user %s: no such user; refusing to run as root", user);
+    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+        setuid(pw->pw_uid) < 0)
+        die("cannot become user %s: %s", user, strerror(errno));
+    if (setuid(0) == 0)
+        die("could still regain root after becoming %s", user);
+    rg_debug("running as user %s (uid %ld)", user, (long) pw->pw_uid);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    rg_gen *cur = rg_server_gen(g.server), *gen;
+    const rg_config *old = rg_gen_config(cur);
+    rg_config *cfg;
+    char err[1024];
+
+    rg_info("SIGHUP: reloading %s", g.config_path);
+    if ((cfg = load_config(err, sizeof err)) == NULL) {
+        rg_error("error: reload: %s; keeping the old configuration", err);
+        rg_engine_refresh_accounts(rg_gen_engine(cur));
+        return;
+    }
+    if (strcmp(cfg->policyd.listen, old->policyd.listen) != 0)
+        rg_warn("warning: reload: policyd.listen changed to %s: takes a restart, still on %s",
+                cfg->policyd.listen, old->policyd.listen);
+    if ((cfg->policyd.user == NULL) != (old->policyd.user == NULL) ||
+        (cfg->policyd.user && strcmp(cfg->policyd.user, old->policyd.user) != 0))
+        rg_warn("warning: reload: policyd.user changed: takes a restart");
+    if ((gen = rg_gen_new(cfg, g.base, err, sizeof err)) == NULL) {
+        rg_error("error: reload: %s; keeping the old configuration", err);
+        rg_engine_refresh_accounts(rg_gen_engine(cur));
+        return;
+    }
+    if (!g.debug)
+        rg_log_set_level(rg_gen_config(gen)->log_level);
+    rg_info("reload: %s read, loading the accounts", g.config_path);
+    rg_server_reload(g.server, gen);
+}
+
+static void on_term(evutil_socket_t sig, short what, void *arg)
+{
+    rg_info("%s: draining and stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    rg_server_drain(g.server, RG_POLICYD_DRAIN_MS);
+}
+
+int main(int argc, char **argv)
+{
+    const char *config_path = RG_DEFAULT_CONFIG;
+    int foreground = 0, check_only = 0, opt, fd, is_inet;
+    char err[1024], *unix_path = NULL, *listen_spec, *pidfile = NULL;
+    char abs_path[PATH_MAX];
+    rg_config *cfg;
+    rg_gen *gen;
+    struct event *sig_hup, *sig_term, *sig_int;
+
+    while ((opt = getopt(argc, argv, "c:fdl:tVh")) != -1) {
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case 'f': foreground = 1; break;
+        case 'd': g.debug = 1; break;
+        case 'l': g.listen_override = optarg; break;
+        case 't': check_only = 1; break;
+        case 'V': printf(IDENT " %s\n", PACKAGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    /* absolute, so SIGHUP still finds it after chdir("/") */
+    g.config_path = rg_strdup(realpath(config_path, abs_path) ? abs_path : config_path);
+
+    if ((cfg = load_config(err, sizeof err)) == NULL) {
+        fprintf(stderr, IDENT ": %s\n", err);
+        return 1;
+    }
+    if (check_only) {
+        int rc = rg_listen_open(cfg->policyd.listen, 0, &unix_path, &is_inet, err, sizeof err);
+        if (rc < 0)
+            fprintf(stderr, IDENT ": %s: policyd.listen: %s\n", g.config_path, err);
+        else
+            printf(IDENT ": %s: configuration OK\n", g.config_path);
+        rg_config_free(cfg);
+        free(g.config_path);
+        return rc < 0 ? 1 : 0;
+    }
+
+    rg_log_open(IDENT, cfg->log, g.debug ? LOG_DEBUG : cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    listen_spec = rg_strdup(cfg->policyd.listen);
+    if ((fd = rg_listen_open(listen_spec, 1, &unix_path, &is_inet, err, sizeof err)) < 0) {
+        if (cfg->log != RG_LOG_STDERR)
+            fprintf(stderr, IDENT ": %s\n", err);
+        die("%s", err);
+    }
+    if (!foreground)
+        daemonize(cfg->log == RG_LOG_STDERR);
+    if (cfg->policyd.pidfile) {
+        pidfile = rg_strdup(cfg->policyd.pidfile);
+        write_pidfile(pidfile);
+    }
+    drop_privileges(cfg->policyd.user);
+
+    if ((g.base = event_base_new()) == NULL)
+        die("event_base_new failed");
+    if ((gen = rg_gen_new(cfg, g.base, err, sizeof err)) == NULL)
+        die("%s", err);
+    g.server = rg_server_new(g.base, fd, unix_path, is_inet, gen);
+
+    sig_hup = evsignal_new(g.base, SIGHUP, on_hup, NULL);
+    sig_term = evsignal_new(g.base, SIGTERM, on_term, NULL);
+    sig_int = evsignal_new(g.base, SIGINT, on_term, NULL);
+    if (!sig_hup || !sig_term || !sig_int || evsignal_add(sig_hup, NULL) < 0 ||
+        evsignal_add(sig_term, NULL) < 0 || evsignal_add(sig_int, NULL) < 0)
+        die("cannot set up signal handling");
+
+    rg_info("listening on %s (pid %ld)", listen_spec, (long) getpid());
+    if (event_base_dispatch(g.base) < 0)
+        rg_error("error: event loop failed");
+
+    rg_server_free(g.server);
+    event_free(sig_hup);
+    event_free(sig_term);
+    event_free(sig_int);
+    event_base_free(g.base);
+    if (pidfile && unlink(pidfile) < 0 && errno != ENOENT)
+        rg_warn("warning: remove pidfile %s: %s", pidfile, strerror(errno));
+    rg_info("stopped");
+    free(pidfile);
+    free(listen_spec);
+    free(g.config_path);
+    return 0;
+}

@@ -303,6 +303,9 @@ static void test_two_adapters_charge_once(void **state)
     }
     assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 1);
     assert_int_equal(redis_int(f, "ZCARD rg:h:a:rcpts:quota-10-1d-rcpt"), 0);
+    /* stats count the message once */
+    assert_int_equal(redis_int(f, "HGET rg:st:rcpts:2026112412 accept"), 1);
+    assert_int_equal(redis_int(f, "HGET rg:st:*:2026112412 rcpt"), 1);
 }
 
 static void test_refused_and_aborted_not_charged(void **state)

@@ -1,1 +1,17 @@
-# t/integration tests
+# t/integration tests: real Redis, Postfix (SASL), relayguard-policyd, swaks
+# and smtp-sink on loopback ports, each test in its own private folder.
+TESTS += \
+	t/integration/features.sh \
+	t/integration/limits.sh \
+	t/integration/cluster.sh \
+	t/integration/store-failure.sh
+EXTRA_DIST += \
+	t/integration/features.sh \
+	t/integration/limits.sh \
+	t/integration/cluster.sh \
+	t/integration/store-failure.sh \
+	t/integration/mkmmdb.pl
+
+# relayguard-policyd against bad input, reload and drain
+TESTS += t/integration/policyd-badinput.sh
+EXTRA_DIST += t/integration/policyd-badinput.sh
