@@ -154,7 +154,7 @@ if dup then
     -- Charged already, by this adapter or another one on the same message
     -- (policyd and milter together): only give back what this one held.
     for _, l in ipairs(L) do release(l) end
-    if rkey then redis.call('HSET', rkey, '_charged', '1') end
+    if rkey then redis.call('DEL', rkey) end
     event('accept', '250', 'ok', 'already charged', true)
     return {gen, 'dup'}
 end
@@ -227,11 +227,16 @@ if op == 'eom' then
             redis.call('PEXPIRE', qkey, l.win_end - now + 691200000)
         end
     end
-    if rkey then
+    -- The charged-once marker: under the queue id when there is one (it
+    -- also tells a second adapter on the same message), else in the
+    -- reservation.  Either lives as long as a reservation would.
+    if ckey then
+        redis.call('SET', ckey, '1', 'PX', ttl)
+        if rkey then redis.call('DEL', rkey) end
+    elseif rkey then
         redis.call('HSET', rkey, '_charged', '1')
         redis.call('PEXPIRE', rkey, ttl)
     end
-    if ckey then redis.call('SET', ckey, '1', 'EX', 86400) end
     event('accept', '250', 'ok', '')
     return {gen, 'ok'}
 end

@@ -10,7 +10,7 @@
  *   rg:q:BUCKET:WINDOW       STRING  quota use in one calendar window, expires 8 days after the window
  *   rg:h:BUCKET              ZSET    holds of messages in flight: member MSGKEY[#n], score = expiry ms
  *   rg:r:MSGKEY              HASH    a message's reservation: BUCKET -> held units, "_charged", TTL reservation_ttl
- *   rg:c:NODE:QUEUEID        STRING  "charged" marker, TTL 1 day
+ *   rg:c:NODE:QUEUEID        STRING  "charged" marker, TTL reservation_ttl
  *   rg:s:g                   HASH    global suppression: address -> "reason|since|expires|note"
  *   rg:s:a:ACCOUNT           HASH    per-account suppression, same values
  *   rg:events                STREAM  one entry per decision, MAXLEN ~ events_max
