@@ -722,7 +722,7 @@ static int get_u64(rg_admin *ad, const char *key, uint64_t *out)
 static int bucket_state(rg_admin *ad, const rg_limit *l, const char *bucket, uint64_t now_ms,
                         rg_limit_state *st)
 {
-    char key[600], now_txt[32];
+    char key[600];
     if (rg_strlcpy(st->bucket, bucket, sizeof st->bucket) >= sizeof st->bucket) {
         set_err(ad, "bucket id too long");
         return -1;
@@ -751,12 +751,18 @@ static int bucket_state(rg_admin *ad, const rg_limit *l, const char *bucket, uin
     }
     if (key_fmt(ad, key, sizeof key, "%s%s", RG_KEY_HOLDS, bucket) < 0)
         return -1;
-    snprintf(now_txt, sizeof now_txt, "%" PRIu64, now_ms);
-    const char *argv[] = { "ZCOUNT", key, now_txt, "+inf" };
-    redisReply *r = cmd_argv(ad, 4, argv);
+    /* holds: slot -> units; slots that have lapsed do not count (keys.h) */
+    const char *argv[] = { "HGETALL", key };
+    redisReply *r = cmd_argv(ad, 2, argv);
     if (r == NULL)
         return -1;
-    st->holds = r->type == REDIS_REPLY_INTEGER && r->integer > 0 ? (uint64_t)r->integer : 0;
+    st->holds = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        uint64_t slot = strtoull(r->element[i]->str, NULL, 10);
+        long long units = strtoll(r->element[i + 1]->str, NULL, 10);
+        if (slot * RG_HOLD_SLOT_MS > now_ms && units > 0)
+            st->holds += (uint64_t)units;
+    }
     freeReplyObject(r);
     return 0;
 }

@@ -109,6 +109,12 @@ if rkey and nlimits > 0 then
     local h = redis.call('HGETALL', rkey)
     for j = 1, #h, 2 do reserved[h[j]] = tonumber(h[j + 1]) end
 end
+-- Holds live in time slots of SLOT ms: a bucket's holds are the hash
+-- rg:h:BUCKET, field = slot number, value = units held; a slot's holds lapse
+-- when the slot (slot * SLOT ms) is past.  A message keeps all its holds in
+-- the slot of its first reservation ('_slot' in its reservation).
+local SLOT = 10000
+local rslot = reserved['_slot']
 for i = 1, nlimits do
     local b = 22 + (i - 1) * 9
     local l = {bucket = ARGV[b + 1], kind = ARGV[b + 2], unit = ARGV[b + 3],
@@ -134,20 +140,10 @@ end
 
 -- Release this message's holds (at eom, charged or not).
 local function release(l)
-    if not l.reserved then return end
-    if l.unit == 'm' then
-        redis.call('ZREM', l.hkey, msgkey)
-        return
+    if not l.reserved or not rslot then return end
+    if redis.call('HINCRBY', l.hkey, rslot, -l.reserved) <= 0 then
+        redis.call('HDEL', l.hkey, rslot)
     end
-    local members = {}
-    for k = 1, l.reserved do
-        members[#members + 1] = msgkey .. '#' .. k
-        if #members == 500 then
-            redis.call('ZREM', l.hkey, unpack(members))
-            members = {}
-        end
-    end
-    if #members > 0 then redis.call('ZREM', l.hkey, unpack(members)) end
 end
 
 if dup then
@@ -159,9 +155,21 @@ if dup then
     return {gen, 'dup'}
 end
 
+-- Units held in a bucket by messages in flight; lapsed slots are removed.
 local function held(l)
-    redis.call('ZREMRANGEBYSCORE', l.hkey, '-inf', now)
-    return redis.call('ZCARD', l.hkey)
+    local h = redis.call('HGETALL', l.hkey)
+    local sum, dead = 0, nil
+    for j = 1, #h, 2 do
+        local slot = tonumber(h[j])
+        if slot and slot * SLOT > now then
+            sum = sum + (tonumber(h[j + 1]) or 0)
+        else
+            dead = dead or {}
+            dead[#dead + 1] = h[j]
+        end
+    end
+    if dead then redis.call('HDEL', l.hkey, unpack(dead)) end
+    return sum
 end
 
 for i, l in ipairs(L) do
@@ -194,18 +202,25 @@ for i, l in ipairs(L) do
 end
 
 if op == 'rcpt' and rkey then
-    -- Reserve: one hold per unit, keyed by the message, expiring on its own
-    -- if the message never reaches end of data (refused later, or aborted).
-    local exp = now + ttl
+    -- Reserve: hold the units in the slot that lapses reservation_ttl from
+    -- the message's first reservation, so a message that never reaches end
+    -- of data (refused later, or aborted) gives them back by itself.
+    local slot = rslot or tostring(math.floor((now + ttl) / SLOT) + 1)
+    local fields = {}
     for _, l in ipairs(L) do
         if l.n > 0 then
-            local k = redis.call('HINCRBY', rkey, l.bucket, l.n)
-            local member = (l.unit == 'm') and msgkey or (msgkey .. '#' .. k)
-            redis.call('ZADD', l.hkey, exp, member)
-            redis.call('PEXPIRE', l.hkey, ttl + 60000)
+            -- a new slot field extends the hash's life past the slot
+            if redis.call('HINCRBY', l.hkey, slot, l.n) == l.n then
+                redis.call('PEXPIRE', l.hkey, ttl + 2 * SLOT)
+            end
+            fields[#fields + 1] = l.bucket
+            fields[#fields + 1] = (l.reserved or 0) + l.n
         end
     end
-    redis.call('PEXPIRE', rkey, ttl)
+    if #fields > 0 then
+        redis.call('HSET', rkey, '_slot', slot, unpack(fields))
+        redis.call('PEXPIRE', rkey, ttl)
+    end
     event('accept', '250', 'ok', '')
     return {gen, 'ok'}
 end

@@ -8,8 +8,9 @@
  *   rg:acct:gen              STRING  generation, INCR on every account change
  *   rg:b:BUCKET              STRING  GCRA theoretical arrival time (µs), expires when idle
  *   rg:q:BUCKET:WINDOW       STRING  quota use in one calendar window, expires 8 days after the window
- *   rg:h:BUCKET              ZSET    holds of messages in flight: member MSGKEY[#n], score = expiry ms
- *   rg:r:MSGKEY              HASH    a message's reservation: BUCKET -> held units, "_charged", TTL reservation_ttl
+ *   rg:h:BUCKET              HASH    holds of messages in flight: slot -> units; slot s lapses at
+ *                                    s * RG_HOLD_SLOT_MS (ms); a message holds in one slot
+ *   rg:r:MSGKEY              HASH    a message's reservation: BUCKET -> held units, "_slot", "_charged", TTL reservation_ttl
  *   rg:c:NODE:QUEUEID        STRING  "charged" marker, TTL reservation_ttl
  *   rg:s:g                   HASH    global suppression: address -> "reason|since|expires|note"
  *   rg:s:a:ACCOUNT           HASH    per-account suppression, same values
@@ -48,6 +49,7 @@
 #define RG_KEY_RATE          "rg:b:"
 #define RG_KEY_QUOTA         "rg:q:"
 #define RG_KEY_HOLDS         "rg:h:"
+#define RG_HOLD_SLOT_MS      10000   /* decide.lua SLOT */
 #define RG_KEY_RESERVATION   "rg:r:"
 #define RG_KEY_CHARGED       "rg:c:"
 #define RG_KEY_SUPP_GLOBAL   "rg:s:g"

@@ -11,7 +11,8 @@ now_us=$(date +%s%6N)
 now_ms=$((now_us / 1000))
 T=36000000                       # 1h / 100 in microseconds
 rg_redis set rg:b:a:alice:rate-100-1h-msg $((now_us + 5 * T - 1000)) >/dev/null
-rg_redis zadd rg:h:a:alice:rate-100-1h-msg $((now_ms + 600000)) node:m1 $((now_ms - 1000)) node:m0 >/dev/null
+# holds: slot -> units (keys.h); one live slot with 1 unit, one lapsed slot
+rg_redis hset rg:h:a:alice:rate-100-1h-msg $(( (now_ms + 600000) / 10000 + 1 )) 1 $(( (now_ms - 20000) / 10000 )) 4 >/dev/null
 win=$(date -u +%Y%m%d)
 rg_redis set rg:q:a:alice:quota-500-1d-rcpt:$win 123 >/dev/null
 rg_redis set rg:q:a:alice:quota-500-1d-rcpt:20200101 7 >/dev/null
