@@ -58,6 +58,8 @@ typedef struct decision {
     rg_stage stage;
     const rg_limit **limits;
     size_t n_limits;
+    size_t n_acct_limits;       /* limits[0 .. n_acct_limits) are the account's */
+    unsigned char *owned;       /* after run_script: owned[i] = limits[i] is the account's */
     uint64_t t0;
     rg_verdict v;               /* static verdict for op "log" */
     int logged_only;            /* op "log": v is final whatever the script says */
@@ -148,6 +150,14 @@ int rg_engine_ready(const rg_engine *e)
     return ready;
 }
 
+void rg_engine_with_account(rg_engine *e, const char *name,
+                            void (*fn)(void *arg, const rg_account *a), void *arg)
+{
+    snapshot *s = snap_get(e);
+    fn(arg, (s && name) ? rg_accounts_by_name(s->set, name) : NULL);
+    snap_put(e, s);
+}
+
 unsigned rg_engine_pending(const rg_engine *e)
 {
     rg_engine *m = (rg_engine *)e;
@@ -236,12 +246,14 @@ static void limit_rate_text(const rg_limit *l, char *buf, size_t len)
         snprintf(buf, len, "%" PRIu64 "/%" PRIu64 "s", l->count, p / 1000);
 }
 
-static void limit_verdict(const decision *d, const rg_limit *l, uint64_t retry_ms, rg_verdict *v)
+static void limit_verdict(const decision *d, size_t i, uint64_t retry_ms, rg_verdict *v)
 {
+    const rg_limit *l = d->limits[i];
     char rate[64], owner[RG_ADDR_MAX + 32], wait[64];
     limit_rate_text(l, rate, sizeof rate);
     const char *kind = l->kind == RG_LIMIT_RATE ? "rate limit" : "quota";
-    const char *acct = d->acct ? d->acct->name : "";
+    /* a relayguard.conf limit belongs to the relay, not to the account */
+    const char *acct = d->acct && d->owned[i] ? d->acct->name : "";
     switch (l->scope) {
     case RG_SCOPE_DOMAIN:
         snprintf(owner, sizeof owner, "sender domain %s%s%s", rg_addr_domain(d->sender),
@@ -325,6 +337,7 @@ static void finish(decision *d, rg_verdict *v)
     d->cb(d->arg, v);
     snap_put(e, d->snap);
     free(d->limits);
+    free(d->owned);
     free(d);
     pthread_mutex_lock(&e->lock);
     e->pending--;
@@ -374,7 +387,7 @@ static void on_script(void *arg, const rg_store_reply *r)
         if (idx < 1 || (size_t)idx > d->n_limits) {
             set_store_error(e, &v, "bad limit index from script");
         } else {
-            limit_verdict(d, d->limits[idx - 1], retry, &v);
+            limit_verdict(d, (size_t)idx - 1, retry, &v);
         }
     } else {
         char why[64];
@@ -568,12 +581,15 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
     const char *dom = rg_addr_domain(d->sender);
     for (size_t i = 0; i < nl; i++) {
         const rg_limit *l = d->limits[i];
-        if (rg_bucket_id(l, l->scope == RG_SCOPE_GLOBAL || !d->acct ? NULL : acct, dom,
-                         d->client, bucket[used], sizeof bucket[0]) < 0)
+        /* an account's limit lives under the account, a relayguard.conf one
+         * under "g", whatever its scope */
+        const char *owner = i < d->n_acct_limits ? acct : NULL;
+        if (rg_bucket_id(l, owner, dom, d->client, bucket[used], sizeof bucket[0]) < 0)
             continue;   /* an id that cannot be built (absurd lengths) is skipped */
         if (l->scope == RG_SCOPE_IP && d->client[0] == '\0')
             continue;   /* local submission has no client address */
         d->limits[used] = l;
+        d->owned[used] = owner != NULL;
         used++;
     }
     d->n_limits = used;
@@ -683,8 +699,10 @@ void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, voi
     /* The account's limits, then the global ones from relayguard.conf. */
     size_t n = d->acct->n_limits + e->cfg->n_limits;
     d->limits = rg_calloc(n + 1, sizeof *d->limits);
+    d->owned = rg_calloc(n + 1, 1);
     for (size_t i = 0; i < d->acct->n_limits; i++)
         d->limits[d->n_limits++] = &d->acct->limits[i];
+    d->n_acct_limits = d->n_limits;
     for (size_t i = 0; i < e->cfg->n_limits; i++)
         d->limits[d->n_limits++] = &e->cfg->limits[i];
     const char *op = req->stage == RG_STAGE_RCPT ? "rcpt" : req->stage == RG_STAGE_EOM ? "eom" : "check";

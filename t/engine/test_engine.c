@@ -356,6 +356,27 @@ static void test_scope_domain(void **state)
     assert_int_equal(redis_int(f, "GET rg:q:a:perdom:quota-1-1d-msg:d:b.test:20261124"), 1);
 }
 
+/* A relayguard.conf limit with scope=domain counts per sender domain over
+ * every account, under "g", and its text names no account. */
+static void test_global_domain_limit(void **state)
+{
+    fixture *f = *state;
+    char err[256];
+    f->cfg->limits = calloc(1, sizeof *f->cfg->limits);
+    assert_int_equal(rg_limit_parse("quota 1/1d scope=domain name=gdom", RG_SCOPE_GLOBAL,
+                                    &f->cfg->limits[0], err, sizeof err), 0);
+    f->cfg->n_limits = 1;
+    assert_int_equal(send_msg(f, "alice@relay.test", "a@example.com", 1, NULL).action, RG_ACCEPT);
+    rg_verdict v = send_msg(f, "alice@relay.test", "b@example.com", 1, NULL);
+    assert_int_equal(v.action, RG_TEMPFAIL);
+    assert_string_equal(v.reason, "quota");
+    assert_non_null(strstr(v.text, "of sender domain example.com reached"));
+    assert_null(strstr(v.text, "account"));
+    assert_int_equal(redis_int(f, "GET rg:q:g:gdom:d:example.com:20261124"), 1);
+    /* another domain has its own bucket */
+    assert_int_equal(send_msg(f, "alice@relay.test", "a@x.example.org", 1, NULL).action, RG_ACCEPT);
+}
+
 static void test_suppression(void **state)
 {
     fixture *f = *state;
@@ -469,6 +490,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_adapters_charge_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused_and_aborted_not_charged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope_domain, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_global_domain_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suppression, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suspended_unknown_network_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_from, setup, teardown),
