@@ -56,6 +56,15 @@ void rg_engine_set_accounts(rg_engine *e, rg_accounts *accounts, long long gen);
 /* Have accounts been loaded at least once? */
 int rg_engine_ready(const rg_engine *e);
 
+/*
+ * Call fn with the account named name from the current snapshot (NULL when
+ * there is none), holding the snapshot until fn returns; fn must not keep
+ * the pointer.  For adapters that decorate a message after the verdict
+ * (the milter's header policy and DKIM signing).
+ */
+void rg_engine_with_account(rg_engine *e, const char *name,
+                            void (*fn)(void *arg, const rg_account *a), void *arg);
+
 /* Decisions waiting for the store (for draining on SIGTERM). */
 unsigned rg_engine_pending(const rg_engine *e);
 
