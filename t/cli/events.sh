@@ -44,6 +44,9 @@ is "$(wc -l < "$RG_TMP/follow.out")" 1 "events --follow --count 0: no old events
 rg_stop_pid $fpid
 
 # --- stats
+# The windows are calendar hours: do not seed in the last seconds of an hour,
+# or the check would run in the next one.
+while [ "$(date -u +%M%S)" -ge 5950 ]; do sleep 1; done
 h0=$(date -u +%Y%m%d%H)
 h3=$(date -u -d '-3 hours' +%Y%m%d%H)
 h30=$(date -u -d '-30 hours' +%Y%m%d%H)
