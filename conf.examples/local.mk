@@ -1,1 +1,13 @@
-# conf.examples/
+# conf.examples/ - installed as documentation examples ($(docdir)/examples).
+dist_examples_DATA += \
+	conf.examples/relayguard.conf \
+	conf.examples/accounts.conf \
+	conf.examples/postfix-main.cf \
+	conf.examples/postfix-master.cf \
+	conf.examples/relayguard-policyd.service
+# relayguard-milter (issue 3)
+dist_examples_DATA += \
+	conf.examples/postfix-milter.cf \
+	conf.examples/sendmail.mc \
+	conf.examples/relayguard-milter.service \
+	conf.examples/opendkim-migration.txt

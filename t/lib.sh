@@ -245,8 +245,9 @@ _rg_pf_claim_slot() {
         lock="$RG_PF_SLOTS/s$i.lock"
         if ! mkdir "$lock" 2>/dev/null; then
             pid=$(cat "$lock/pid" 2>/dev/null)
-            # stale: its owner is gone (and had time to write its pid)
-            if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
+            # stale: its owner is gone, or never wrote its pid in a minute
+            if { [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; } ||
+               { [ -z "$pid" ] && [ -n "$(find "$lock" -maxdepth 0 -mmin +1 2>/dev/null)" ]; }; then
                 rm -rf "$lock"; mkdir "$lock" 2>/dev/null || continue
             else
                 continue
@@ -353,6 +354,16 @@ SASL
         { cat "$dir/start.log"; script -qc "postfix -c $slot check" /dev/null; tail -20 "$dir/maillog"; } 2>&1 | sed 's/^/# /'
         exit 1
     fi
+    # smtpd starts per connection: a bad setting shows only now.
+    local banner=
+    banner=$(timeout 10 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PF_PORT; head -c 3 <&3; printf 'QUIT\r\n' >&3" 2>/dev/null)
+    if [ "$banner" != 220 ]; then
+        echo "Bail out! private Postfix '$name' does not greet with 220 (got '$banner')"
+        grep -E 'fatal|error|warning' "$dir/maillog" | tail -10 | sed 's/^/# /'
+        exit 1
+    fi
+    # The slot stays taken while the master runs (even if this shell is gone).
+    tr -dc 0-9 <"$dir/spool/pid/master.pid" >"$slot.lock/pid" 2>/dev/null || true
 }
 
 # rg_sasl_user NAME LOGIN [PASSWORD]: LOGIN is user@realm (or user).
@@ -518,9 +529,13 @@ rg_start_redis_aof() {
 }
 rg_kill_redis() {
     kill -9 "$REDIS_PID" 2>/dev/null
-    wait "$REDIS_PID" 2>/dev/null
+    { wait "$REDIS_PID"; } 2>/dev/null
     return 0
 }
 
 # Milliseconds since the epoch.
 rg_now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# A test killed by its runner (timeout, ^C) still stops what it started.
+trap 'exit 143' TERM
+trap 'exit 130' INT

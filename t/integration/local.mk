@@ -4,12 +4,14 @@ TESTS += \
 	t/integration/features.sh \
 	t/integration/limits.sh \
 	t/integration/cluster.sh \
-	t/integration/store-failure.sh
+	t/integration/store-failure.sh \
+	t/integration/examples.sh
 EXTRA_DIST += \
 	t/integration/features.sh \
 	t/integration/limits.sh \
 	t/integration/cluster.sh \
 	t/integration/store-failure.sh \
+	t/integration/examples.sh \
 	t/integration/mkmmdb.pl
 
 # relayguard-policyd against bad input, reload and drain
