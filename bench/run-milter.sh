@@ -1,0 +1,134 @@
+#!/bin/bash
+# bench/run-milter.sh - smtp-source -> private Postfix -> smtp-sink with:
+#   none      no milter
+#   opendkim  OpenDKIM signing RSA-2048 (unix socket)
+#   rg-rsa    relayguard-milter, all checks on (account, domains, suppression,
+#             a rate limit and a quota), signing RSA-2048 (inet: socket)
+#   rg-ed     the same signing Ed25519
+#   rg-rsa-unix  rg-rsa on a unix socket
+# Prints messages/s, milter CPU seconds per 10,000 messages, RSS, and the
+# ratios against OpenDKIM.  Run as root on an otherwise idle machine:
+#   bench/run-milter.sh [MESSAGES] [SESSIONS]      (default 20000, 20)
+# BUILD (default /work/build-bench) is a configured and built tree.
+set -u
+MSGS=${1:-20000}
+SESSIONS=${2:-20}
+SIZE=4096
+top_srcdir=$(cd "$(dirname "$0")/.." && pwd)
+top_builddir=${BUILD:-/work/build-bench}
+export top_srcdir top_builddir
+. "$top_srcdir/t/lib.sh"
+. "$top_srcdir/t/milter/common.sh"
+RG_KEEP=${RG_KEEP:-}
+TMPDIR=/var/tmp rg_tmpdir
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+[ -x "$RG_BIN_MILTER" ] || { log "build first: $RG_BIN_MILTER missing"; exit 1; }
+
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+HZ=$(getconf CLK_TCK)
+
+rg_start_redis
+RG_CONF="$RG_TMP/rg.conf"
+RG_MILTER_LOG_LEVEL=warning rg_milter_conf "$RG_CONF" </dev/null
+# signing domain bench.test, one key per algorithm
+k="$RG_TMP/keys"
+sed -i "s|^dkim {|dkim {\n    key = rsa.bench.test rsa1 $k/rsa.pem\n    key = ed.bench.test ed1 $k/ed.pem|" "$RG_CONF"
+cat >"$RG_TMP/accounts.conf" <<'A'
+account bench {
+    client_networks = 127.0.0.0/8
+    domains         = rsa.bench.test, ed.bench.test
+    limit           = rate 100000000/1h
+    limit           = quota 100000000/1d per=rcpt
+    feedback_id     = bench:relayguard
+}
+A
+rg_cli load "$RG_TMP/accounts.conf" >/dev/null
+rg_cli suppress add someone-else@example.net --reason manual >/dev/null
+
+# OpenDKIM: its key and config in a private folder (it refuses paths under a
+# world-writable folder, so not under /var/tmp)
+OD=$(mktemp -d /root/relayguard-bench-opendkim.XXXXXX); chmod 755 "$OD"
+[ -n "$RG_KEEP" ] || rg_on_exit "rm -rf '$OD'"
+cp "$k/rsa.pem" "$OD/rsa.pem"; chown opendkim "$OD/rsa.pem" 2>/dev/null; chmod 600 "$OD/rsa.pem"
+cat >"$OD/opendkim.conf" <<C
+Mode s
+Domain rsa.bench.test
+Selector rsa1
+KeyFile $OD/rsa.pem
+Canonicalization relaxed/relaxed
+SignatureAlgorithm rsa-sha256
+OversignHeaders From
+Socket local:$OD/opendkim.sock
+UMask 000
+Syslog no
+InternalHosts 127.0.0.0/8
+C
+
+rg_start_sink bench
+POLICYD_PORT=0
+results=()
+
+run() {  # run NAME MILTER-SPEC PID FROM
+    local name=$1 spec=$2 pid=$3 from=$4
+    local extra=("smtpd_recipient_restrictions =" "smtpd_end_of_data_restrictions =")
+    [ -n "$spec" ] && extra+=("smtpd_milters = $spec" "milter_default_action = tempfail" "milter_protocol = 6")
+    rg_start_postfix "$name" "${extra[@]}" "default_process_limit = 200" >/dev/null
+    local before after c0=0 c1=0 t0 t1 n
+    before=$(rg_sink_count)
+    [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+    t0=$(date +%s.%N)
+    smtp-source -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -f "$from" -t to@example.net \
+        "127.0.0.1:$PF_PORT" >"$RG_TMP/source-$name.log" 2>&1
+    rg_wait_for 600 bash -c "[ \$(find '$SINK_DIR/mail' -type f | wc -l) -ge $((before + MSGS)) ]"
+    t1=$(date +%s.%N)
+    after=$(rg_sink_count)
+    n=$((after - before))
+    [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
+    local rate cpu rss=-
+    rate=$(echo "scale=1; $n / ($t1 - $t0)" | bc)
+    cpu=$(echo "scale=2; ($c1 - $c0) / $HZ * 10000 / $n" | bc)
+    [ -n "$pid" ] && rss=$(( $(rss_kb "$pid") / 1024 ))
+    [ -n "$pid" ] || cpu=-
+    log "$name: $n messages, $rate msgs/s, milter CPU $cpu s per 10k, RSS $rss MiB"
+    results+=("$name $n $rate $cpu $rss")
+    rg_stop_postfix "$PF_CONF" "$PF_DIR"
+    grep -rLq '^DKIM-Signature:' "$SINK_DIR/mail" >/dev/null 2>&1 || true
+}
+
+run none "" "" a@rsa.bench.test
+
+opendkim -f -x "$OD/opendkim.conf" >"$RG_TMP/opendkim.log" 2>&1 &
+ODPID=$!
+rg_on_exit "rg_stop_pid $ODPID"
+rg_wait_for 10 test -S "$OD/opendkim.sock"
+run opendkim "unix:$OD/opendkim.sock" "$ODPID" a@rsa.bench.test
+rg_stop_pid "$ODPID"
+
+rg_start_milter "$RG_CONF" inet
+run rg-rsa "inet:127.0.0.1:$MILTER_PORT" "$MILTER_PID" a@rsa.bench.test
+run rg-ed "inet:127.0.0.1:$MILTER_PORT" "$MILTER_PID" a@ed.bench.test
+rg_stop_milter
+rg_start_milter "$RG_CONF" "unix:$RG_TMP/milter.sock"
+chmod 666 "$RG_TMP/milter.sock"
+run rg-rsa-unix "unix:$RG_TMP/milter.sock" "$MILTER_PID" a@rsa.bench.test
+rg_stop_milter
+
+# signatures of the last messages of each kind verify
+rg_milter_txt "$RG_CONF" "$RG_TMP/keys.txt"
+last=$(ls -t $(grep -rl 'd=rsa.bench.test' "$SINK_DIR/mail" | head -50) | head -1)
+log "a relayguard RSA message verifies: $(rg_verify_dkimpy "$RG_TMP/keys.txt" "$last")"
+
+echo
+echo "smtp-source -s $SESSIONS -m $MSGS -l $SIZE -> Postfix -> smtp-sink ($(nproc) cores)"
+printf '%-12s %9s %10s %18s %9s\n' setup messages "msgs/s" "CPU s / 10k msgs" "RSS MiB"
+for r in "${results[@]}"; do printf '%-12s %9s %10s %18s %9s\n' $r; done
+od_rate=$(printf '%s\n' "${results[@]}" | awk '$1 == "opendkim" { print $3 }')
+od_cpu=$(printf '%s\n' "${results[@]}" | awk '$1 == "opendkim" { print $4 }')
+for r in "${results[@]}"; do
+    set -- $r
+    case $1 in rg-*)
+        printf '%s vs OpenDKIM: %.2fx msgs/s, %.2fx CPU per message\n' "$1" \
+            "$(echo "$3 / $od_rate" | bc -l)" "$(echo "$4 / $od_cpu" | bc -l)" ;;
+    esac
+done
