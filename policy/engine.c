@@ -301,6 +301,8 @@ static void log_decision(const decision *d, const rg_verdict *v)
     int prio = (v->action == RG_ACCEPT || v->action == RG_DUNNO) ? LOG_INFO : LOG_NOTICE;
     if (strcmp(v->reason, "store_error") == 0)
         prio = LOG_WARNING;
+    if (!rg_log_enabled(prio))
+        return;
     char extra[RG_ADDR_MAX * 2 + 256];
     int n = snprintf(extra, sizeof extra, "account=%s", d->acct ? d->acct->name : "-");
     if (d->login[0] && n > 0 && (size_t)n < sizeof extra)

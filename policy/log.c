@@ -23,6 +23,12 @@ static char log_ident[64] = "relayguard";
 static rg_log_target log_target = RG_LOG_STDERR;
 static volatile int log_level = LOG_INFO;
 
+int
+rg_log_enabled(int prio)
+{
+    return prio <= log_level;
+}
+
 /* Start logging as ident to target; messages above level are dropped. */
 void
 rg_log_open(const char *ident, rg_log_target target, int level)

@@ -16,6 +16,9 @@ void rg_log_open(const char *ident, rg_log_target target, int level);
 void rg_log_set_level(int level);
 int rg_log_level_parse(const char *s);      /* -1 if unknown */
 
+/* Would a message of this priority be written?  (To skip building it.) */
+int rg_log_enabled(int prio);
+
 void rg_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void rg_vlog(int prio, const char *fmt, va_list ap);
 
