@@ -5,7 +5,13 @@
 -- suppression, limits (check, reserve at RCPT, charge at end of message),
 -- the event and the stats counters.  Key schema: keys.h.
 --
--- ARGV  1 op        check | rcpt | eom | log
+-- One EVALSHA carries a batch of decisions (relayguard-policyd sends every
+-- decision that arrives in one turn of its event loop together; the
+-- blocking store sends batches of one), so the cost of calling into Lua is
+-- shared.  ARGV: n, then for each decision its argument count and its
+-- arguments A:
+--
+-- A     1 op        check | rcpt | eom | log
 --       2 now_ms    the engine's clock
 --       3 node      4 msgkey (NODE:MSGID or "")   5 queue id
 --       6 account   7 login   8 client   9 country
@@ -15,7 +21,7 @@
 --      22 nlimits, then per limit 9 values:
 --         bucket, kind (r|q), unit (m|r), count, T_us, tau_us, window, window_end_ms, hard (1|0)
 --
--- Returns {gen, outcome, a1, a2, a3}:
+-- Returns one {gen, outcome, a1, a2, a3} per decision, in order:
 --   {gen, "ok"}                         allowed (rcpt: reserved; eom: charged)
 --   {gen, "suspended"}
 --   {gen, "suppressed", scope, reason, since}   scope global|account
@@ -24,238 +30,249 @@
 --   {gen, "logged"}                     op log
 -- gen is the accounts generation, so nodes notice account changes.
 
-local op, now = ARGV[1], tonumber(ARGV[2])
-local node, msgkey, qid = ARGV[3], ARGV[4], ARGV[5]
-local acct, login, client, country = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local sender, rcpt, nrcpt, size, stage = ARGV[10], ARGV[11], tonumber(ARGV[12]) or 0, ARGV[13], ARGV[14]
-local events_max, ttl, hour = ARGV[19], tonumber(ARGV[20]), ARGV[21]
-local nlimits = tonumber(ARGV[22])
-local now_us = now * 1000
 local gen = tonumber(redis.call('GET', 'rg:acct:gen') or '0')
 
-local function event(verdict, code, reason, detail, nostats)
-    redis.call('XADD', 'rg:events', 'MAXLEN', '~', events_max, '*',
-        'ts', ARGV[2], 'node', node, 'stage', stage, 'qid', qid,
-        'account', acct, 'login', login, 'client', client, 'country', country,
-        'sender', sender, 'rcpt', rcpt, 'nrcpt', tostring(nrcpt), 'size', size,
-        'verdict', verdict, 'code', code, 'reason', reason, 'detail', detail)
-    -- Stats count refusals and sent messages; an accepted RCPT is counted
-    -- when its message is charged at end of data.
-    if nostats or (verdict == 'accept' and op ~= 'eom') then return end
-    local who = {'*'}
-    if acct ~= '' then who[2] = acct end
-    for _, a in ipairs(who) do
-        local k = 'rg:st:' .. a .. ':' .. hour
-        -- the first counter of a new hour sets its expiry (8 days)
-        if redis.call('HINCRBY', k, verdict, 1) == 1 then redis.call('EXPIRE', k, 691200) end
-        if reason ~= 'ok' then redis.call('HINCRBY', k, 'r:' .. reason, 1) end
-        if op == 'eom' and verdict == 'accept' then redis.call('HINCRBY', k, 'rcpt', nrcpt) end
-    end
-end
+local function decide(A)
+    local op, now = A[1], tonumber(A[2])
+    local node, msgkey, qid = A[3], A[4], A[5]
+    local acct, login, client, country = A[6], A[7], A[8], A[9]
+    local sender, rcpt, nrcpt, size, stage = A[10], A[11], tonumber(A[12]) or 0, A[13], A[14]
+    local events_max, ttl, hour = A[19], tonumber(A[20]), A[21]
+    local nlimits = tonumber(A[22])
+    local now_us = now * 1000
 
-if op == 'log' then
-    event(ARGV[15], ARGV[16], ARGV[17], ARGV[18])
-    return {gen, 'logged'}
-end
-
--- Suspension is read here, not from the node's cached account, so that it
--- takes effect at once on every node.
-if acct ~= '' then
-    local s = redis.call('HGET', 'rg:acct:' .. acct, 'suspended')
-    if s == 'yes' or s == '1' or s == 'true' then
-        event('reject', '550', 'suspended', '')
-        return {gen, 'suspended'}
-    end
-end
-
--- Suppression: global list first, then the account's.
-local function suppressed(key)
-    local v = redis.call('HGET', key, rcpt)
-    if not v then return nil end
-    local reason, since, expires = string.match(v, '^([^|]*)|([^|]*)|([^|]*)')
-    if reason == nil then return 'manual', '0' end
-    local e = tonumber(expires) or 0
-    if e > 0 and e * 1000 <= now then
-        redis.call('HDEL', key, rcpt)
-        return nil
-    end
-    return reason, since
-end
-if op == 'rcpt' and rcpt ~= '' then
-    local scopes = {{'global', 'rg:s:g'}}
-    if acct ~= '' then scopes[2] = {'account', 'rg:s:a:' .. acct} end
-    for _, sc in ipairs(scopes) do
-        local reason, since = suppressed(sc[2])
-        if reason then
-            event('reject', '550', 'suppressed', sc[1] .. ' ' .. reason)
-            return {gen, 'suppressed', sc[1], reason, since}
+    local function event(verdict, code, reason, detail, nostats)
+        redis.call('XADD', 'rg:events', 'MAXLEN', '~', events_max, '*',
+            'ts', A[2], 'node', node, 'stage', stage, 'qid', qid,
+            'account', acct, 'login', login, 'client', client, 'country', country,
+            'sender', sender, 'rcpt', rcpt, 'nrcpt', tostring(nrcpt), 'size', size,
+            'verdict', verdict, 'code', code, 'reason', reason, 'detail', detail)
+        -- Stats count refusals and sent messages; an accepted RCPT is counted
+        -- when its message is charged at end of data.
+        if nostats or (verdict == 'accept' and op ~= 'eom') then return end
+        local who = {'*'}
+        if acct ~= '' then who[2] = acct end
+        for _, a in ipairs(who) do
+            local k = 'rg:st:' .. a .. ':' .. hour
+            -- the first counter of a new hour sets its expiry (8 days)
+            if redis.call('HINCRBY', k, verdict, 1) == 1 then redis.call('EXPIRE', k, 691200) end
+            if reason ~= 'ok' then redis.call('HINCRBY', k, 'r:' .. reason, 1) end
+            if op == 'eom' and verdict == 'accept' then redis.call('HINCRBY', k, 'rcpt', nrcpt) end
         end
     end
-end
 
--- Charged-once markers.
-local rkey = (msgkey ~= '') and ('rg:r:' .. msgkey) or nil
-local ckey = (qid ~= '') and ('rg:c:' .. node .. ':' .. qid) or nil
-local dup = false
-if op == 'eom' then
-    dup = (ckey and redis.call('EXISTS', ckey) == 1) or
-          (rkey and redis.call('HEXISTS', rkey, '_charged') == 1) or false
-end
+    if op == 'log' then
+        event(A[15], A[16], A[17], A[18])
+        return {gen, 'logged'}
+    end
 
--- Limits: first check every bucket, then write, so a refusal changes nothing.
-local L = {}
-local reserved = {}
-if rkey and nlimits > 0 then
-    local h = redis.call('HGETALL', rkey)
-    for j = 1, #h, 2 do reserved[h[j]] = tonumber(h[j + 1]) end
-end
--- Holds live in time slots of SLOT ms: a bucket's holds are the hash
--- rg:h:BUCKET, field = slot number, value = units held; a slot's holds lapse
--- when the slot (slot * SLOT ms) is past.  A message keeps all its holds in
--- the slot of its first reservation ('_slot' in its reservation).
-local SLOT = 10000
-local rslot = reserved['_slot']
-for i = 1, nlimits do
-    local b = 22 + (i - 1) * 9
-    local l = {bucket = ARGV[b + 1], kind = ARGV[b + 2], unit = ARGV[b + 3],
-               count = tonumber(ARGV[b + 4]), T = tonumber(ARGV[b + 5]),
-               tau = tonumber(ARGV[b + 6]), win = ARGV[b + 7],
-               win_end = tonumber(ARGV[b + 8]), hard = ARGV[b + 9]}
-    l.hkey = 'rg:h:' .. l.bucket
-    l.reserved = reserved[l.bucket]
-    -- units this decision needs
+    -- Suspension is read here, not from the node's cached account, so that it
+    -- takes effect at once on every node.
+    if acct ~= '' then
+        local s = redis.call('HGET', 'rg:acct:' .. acct, 'suspended')
+        if s == 'yes' or s == '1' or s == 'true' then
+            event('reject', '550', 'suspended', '')
+            return {gen, 'suspended'}
+        end
+    end
+
+    -- Suppression: global list first, then the account's.
+    local function suppressed(key)
+        local v = redis.call('HGET', key, rcpt)
+        if not v then return nil end
+        local reason, since, expires = string.match(v, '^([^|]*)|([^|]*)|([^|]*)')
+        if reason == nil then return 'manual', '0' end
+        local e = tonumber(expires) or 0
+        if e > 0 and e * 1000 <= now then
+            redis.call('HDEL', key, rcpt)
+            return nil
+        end
+        return reason, since
+    end
+    if op == 'rcpt' and rcpt ~= '' then
+        local scopes = {{'global', 'rg:s:g'}}
+        if acct ~= '' then scopes[2] = {'account', 'rg:s:a:' .. acct} end
+        for _, sc in ipairs(scopes) do
+            local reason, since = suppressed(sc[2])
+            if reason then
+                event('reject', '550', 'suppressed', sc[1] .. ' ' .. reason)
+                return {gen, 'suppressed', sc[1], reason, since}
+            end
+        end
+    end
+
+    -- Charged-once markers.
+    local rkey = (msgkey ~= '') and ('rg:r:' .. msgkey) or nil
+    local ckey = (qid ~= '') and ('rg:c:' .. node .. ':' .. qid) or nil
+    local dup = false
     if op == 'eom' then
-        if l.unit == 'r' then
-            l.n = nrcpt > 0 and nrcpt or (l.reserved or 1)
+        dup = (ckey and redis.call('EXISTS', ckey) == 1) or
+              (rkey and redis.call('HEXISTS', rkey, '_charged') == 1) or false
+    end
+
+    -- Limits: first check every bucket, then write, so a refusal changes nothing.
+    local L = {}
+    local reserved = {}
+    if rkey and nlimits > 0 then
+        local h = redis.call('HGETALL', rkey)
+        for j = 1, #h, 2 do reserved[h[j]] = tonumber(h[j + 1]) end
+    end
+    -- Holds live in time slots of SLOT ms: a bucket's holds are the hash
+    -- rg:h:BUCKET, field = slot number, value = units held; a slot's holds lapse
+    -- when the slot (slot * SLOT ms) is past.  A message keeps all its holds in
+    -- the slot of its first reservation ('_slot' in its reservation).
+    local SLOT = 10000
+    local rslot = reserved['_slot']
+    for i = 1, nlimits do
+        local b = 22 + (i - 1) * 9
+        local l = {bucket = A[b + 1], kind = A[b + 2], unit = A[b + 3],
+                   count = tonumber(A[b + 4]), T = tonumber(A[b + 5]),
+                   tau = tonumber(A[b + 6]), win = A[b + 7],
+                   win_end = tonumber(A[b + 8]), hard = A[b + 9]}
+        l.hkey = 'rg:h:' .. l.bucket
+        l.reserved = reserved[l.bucket]
+        -- units this decision needs
+        if op == 'eom' then
+            if l.unit == 'r' then
+                l.n = nrcpt > 0 and nrcpt or (l.reserved or 1)
+            else
+                l.n = 1
+            end
+        elseif l.unit == 'm' and l.reserved then
+            l.n = 0            -- this message holds its place already
         else
             l.n = 1
         end
-    elseif l.unit == 'm' and l.reserved then
-        l.n = 0            -- this message holds its place already
-    else
-        l.n = 1
+        L[i] = l
     end
-    L[i] = l
-end
 
--- Release this message's holds (at eom, charged or not).
-local function release(l)
-    if not l.reserved or not rslot then return end
-    if redis.call('HINCRBY', l.hkey, rslot, -l.reserved) <= 0 then
-        redis.call('HDEL', l.hkey, rslot)
-    end
-end
-
-if dup then
-    -- Charged already, by this adapter or another one on the same message
-    -- (policyd and milter together): only give back what this one held.
-    for _, l in ipairs(L) do release(l) end
-    if rkey then redis.call('DEL', rkey) end
-    event('accept', '250', 'ok', 'already charged', true)
-    return {gen, 'dup'}
-end
-
--- Units held in a bucket by messages in flight; lapsed slots are removed.
-local function held(l)
-    local h = redis.call('HGETALL', l.hkey)
-    local sum, dead = 0, nil
-    for j = 1, #h, 2 do
-        local slot = tonumber(h[j])
-        if slot and slot * SLOT > now then
-            sum = sum + (tonumber(h[j + 1]) or 0)
-        else
-            dead = dead or {}
-            dead[#dead + 1] = h[j]
+    -- Release this message's holds (at eom, charged or not).
+    local function release(l)
+        if not l.reserved or not rslot then return end
+        if redis.call('HINCRBY', l.hkey, rslot, -l.reserved) <= 0 then
+            redis.call('HDEL', l.hkey, rslot)
         end
     end
-    if dead then redis.call('HDEL', l.hkey, unpack(dead)) end
-    return sum
-end
 
-for i, l in ipairs(L) do
-    -- At eom a reserved bucket is charged without a new check: its holds
-    -- kept the room.  Everything else is checked against the holds of
-    -- every message in flight.
-    local check = l.n > 0 and not (op == 'eom' and l.reserved)
-    if check then
-        local h = held(l)
-        if l.kind == 'r' then
-            local tat = tonumber(redis.call('GET', 'rg:b:' .. l.bucket) or '0')
-            local base = math.max(tat, now_us)
-            local need = base + (h + l.n) * l.T
-            if need - now_us > l.tau then
-                local retry = math.ceil((need - l.tau - now_us) / 1000)
-                event(l.hard == '1' and 'reject' or 'tempfail', l.hard == '1' and '550' or '451',
-                      'rate_limit', l.bucket .. ' retry ' .. retry .. 'ms')
-                return {gen, 'limit', i, retry}
-            end
-        else
-            local used = tonumber(redis.call('GET', 'rg:q:' .. l.bucket .. ':' .. l.win) or '0')
-            if used + h + l.n > l.count then
-                local retry = l.win_end - now
-                event(l.hard == '1' and 'reject' or 'tempfail', l.hard == '1' and '550' or '451',
-                      'quota', l.bucket .. ' window ' .. l.win)
-                return {gen, 'limit', i, retry}
-            end
-        end
-    end
-end
-
-if op == 'rcpt' and rkey then
-    -- Reserve: hold the units in the slot that lapses reservation_ttl from
-    -- the message's first reservation, so a message that never reaches end
-    -- of data (refused later, or aborted) gives them back by itself.
-    local slot = rslot or tostring(math.floor((now + ttl) / SLOT) + 1)
-    local fields = {}
-    for _, l in ipairs(L) do
-        if l.n > 0 then
-            -- a new slot field extends the hash's life past the slot
-            if redis.call('HINCRBY', l.hkey, slot, l.n) == l.n then
-                redis.call('PEXPIRE', l.hkey, ttl + 2 * SLOT)
-            end
-            fields[#fields + 1] = l.bucket
-            fields[#fields + 1] = (l.reserved or 0) + l.n
-        end
-    end
-    if #fields > 0 then
-        redis.call('HSET', rkey, '_slot', slot, unpack(fields))
-        redis.call('PEXPIRE', rkey, ttl)
-    end
-    event('accept', '250', 'ok', '')
-    return {gen, 'ok'}
-end
-
-if op == 'eom' then
-    for _, l in ipairs(L) do
-        release(l)
-        -- charge the real count, once
-        if l.kind == 'r' then
-            local bkey = 'rg:b:' .. l.bucket
-            local tat = tonumber(redis.call('GET', bkey) or '0')
-            local new = math.max(tat, now_us) + l.n * l.T
-            redis.call('SET', bkey, string.format('%.0f', new),
-                       'PX', math.ceil((new - now_us) / 1000) + 60000)
-        else
-            local qkey = 'rg:q:' .. l.bucket .. ':' .. l.win
-            redis.call('INCRBY', qkey, l.n)
-            -- relative to the engine's clock, not Redis's
-            redis.call('PEXPIRE', qkey, l.win_end - now + 691200000)
-        end
-    end
-    -- The charged-once marker: under the queue id when there is one (it
-    -- also tells a second adapter on the same message), else in the
-    -- reservation.  Either lives as long as a reservation would.
-    if ckey then
-        redis.call('SET', ckey, '1', 'PX', ttl)
+    if dup then
+        -- Charged already, by this adapter or another one on the same message
+        -- (policyd and milter together): only give back what this one held.
+        for _, l in ipairs(L) do release(l) end
         if rkey then redis.call('DEL', rkey) end
-    elseif rkey then
-        redis.call('HSET', rkey, '_charged', '1')
-        redis.call('PEXPIRE', rkey, ttl)
+        event('accept', '250', 'ok', 'already charged', true)
+        return {gen, 'dup'}
     end
-    event('accept', '250', 'ok', '')
+
+    -- Units held in a bucket by messages in flight; lapsed slots are removed.
+    local function held(l)
+        local h = redis.call('HGETALL', l.hkey)
+        local sum, dead = 0, nil
+        for j = 1, #h, 2 do
+            local slot = tonumber(h[j])
+            if slot and slot * SLOT > now then
+                sum = sum + (tonumber(h[j + 1]) or 0)
+            else
+                dead = dead or {}
+                dead[#dead + 1] = h[j]
+            end
+        end
+        if dead then redis.call('HDEL', l.hkey, unpack(dead)) end
+        return sum
+    end
+
+    for i, l in ipairs(L) do
+        -- At eom a reserved bucket is charged without a new check: its holds
+        -- kept the room.  Everything else is checked against the holds of
+        -- every message in flight.
+        local check = l.n > 0 and not (op == 'eom' and l.reserved)
+        if check then
+            local h = held(l)
+            if l.kind == 'r' then
+                local tat = tonumber(redis.call('GET', 'rg:b:' .. l.bucket) or '0')
+                local base = math.max(tat, now_us)
+                local need = base + (h + l.n) * l.T
+                if need - now_us > l.tau then
+                    local retry = math.ceil((need - l.tau - now_us) / 1000)
+                    event(l.hard == '1' and 'reject' or 'tempfail', l.hard == '1' and '550' or '451',
+                          'rate_limit', l.bucket .. ' retry ' .. retry .. 'ms')
+                    return {gen, 'limit', i, retry}
+                end
+            else
+                local used = tonumber(redis.call('GET', 'rg:q:' .. l.bucket .. ':' .. l.win) or '0')
+                if used + h + l.n > l.count then
+                    local retry = l.win_end - now
+                    event(l.hard == '1' and 'reject' or 'tempfail', l.hard == '1' and '550' or '451',
+                          'quota', l.bucket .. ' window ' .. l.win)
+                    return {gen, 'limit', i, retry}
+                end
+            end
+        end
+    end
+
+    if op == 'rcpt' and rkey then
+        -- Reserve: hold the units in the slot that lapses reservation_ttl from
+        -- the message's first reservation, so a message that never reaches end
+        -- of data (refused later, or aborted) gives them back by itself.
+        local slot = rslot or tostring(math.floor((now + ttl) / SLOT) + 1)
+        local fields = {}
+        for _, l in ipairs(L) do
+            if l.n > 0 then
+                -- a new slot field extends the hash's life past the slot
+                if redis.call('HINCRBY', l.hkey, slot, l.n) == l.n then
+                    redis.call('PEXPIRE', l.hkey, ttl + 2 * SLOT)
+                end
+                fields[#fields + 1] = l.bucket
+                fields[#fields + 1] = (l.reserved or 0) + l.n
+            end
+        end
+        if #fields > 0 then
+            redis.call('HSET', rkey, '_slot', slot, unpack(fields))
+            redis.call('PEXPIRE', rkey, ttl)
+        end
+        event('accept', '250', 'ok', '')
+        return {gen, 'ok'}
+    end
+
+    if op == 'eom' then
+        for _, l in ipairs(L) do
+            release(l)
+            -- charge the real count, once
+            if l.kind == 'r' then
+                local bkey = 'rg:b:' .. l.bucket
+                local tat = tonumber(redis.call('GET', bkey) or '0')
+                local new = math.max(tat, now_us) + l.n * l.T
+                redis.call('SET', bkey, string.format('%.0f', new),
+                           'PX', math.ceil((new - now_us) / 1000) + 60000)
+            else
+                local qkey = 'rg:q:' .. l.bucket .. ':' .. l.win
+                redis.call('INCRBY', qkey, l.n)
+                -- relative to the engine's clock, not Redis's
+                redis.call('PEXPIRE', qkey, l.win_end - now + 691200000)
+            end
+        end
+        -- The charged-once marker: under the queue id when there is one (it
+        -- also tells a second adapter on the same message), else in the
+        -- reservation.  Either lives as long as a reservation would.
+        if ckey then
+            redis.call('SET', ckey, '1', 'PX', ttl)
+            if rkey then redis.call('DEL', rkey) end
+        elseif rkey then
+            redis.call('HSET', rkey, '_charged', '1')
+            redis.call('PEXPIRE', rkey, ttl)
+        end
+        event('accept', '250', 'ok', '')
+        return {gen, 'ok'}
+    end
+
+    -- op check (MAIL stage, or RCPT without a message key): nothing reserved.
+    if op == 'rcpt' then event('accept', '250', 'ok', 'not reserved') end
     return {gen, 'ok'}
 end
 
--- op check (MAIL stage, or RCPT without a message key): nothing reserved.
-if op == 'rcpt' then event('accept', '250', 'ok', 'not reserved') end
-return {gen, 'ok'}
+local out, pos = {}, 2
+for i = 1, tonumber(ARGV[1]) do
+    local argc = tonumber(ARGV[pos])
+    out[i] = decide({unpack(ARGV, pos + 1, pos + argc)})
+    pos = pos + 1 + argc
+end
+return out

@@ -44,6 +44,12 @@ struct event_base;
 
 /* Blocking Redis store; connects lazily, reconnects with backoff.  Never NULL. */
 rg_store *rg_store_redis_sync(const rg_config *cfg);
+/*
+ * n blocking Redis connections behind one store, for many threads (the
+ * milter): a call takes a free connection, or waits for the next one that
+ * frees.  n = 1 is the same as rg_store_redis_sync.  Never NULL.
+ */
+rg_store *rg_store_redis_pool(const rg_config *cfg, unsigned n);
 /* Asynchronous Redis store on a libevent base.  Never NULL. */
 rg_store *rg_store_redis_async(const rg_config *cfg, struct event_base *base);
 

@@ -157,6 +157,13 @@ static rg_accounts *parse_accounts(const redisReply *rep, long long *gen, char *
 
 /* ---------------------------------------------------------------- async */
 
+/*
+ * Decisions that arrive in one turn of the event loop go to Redis as one
+ * EVALSHA (decide.lua takes a batch), flushed at the end of that turn: the
+ * cost of entering Lua is shared, and nothing waits for a batch to fill.
+ */
+#define BATCH_MAX 64
+
 typedef struct async_store async_store;
 
 typedef struct async_call {
@@ -166,11 +173,21 @@ typedef struct async_call {
     void *arg;
     struct event *timer;
     int done;                   /* callback delivered (reply or timeout) */
+    int argc;                   /* the decision's script arguments */
+    char **argv;
+} async_call;
+
+/* One EVALSHA in flight: its calls, and its arguments for an EVAL retry. */
+typedef struct async_batch {
+    async_store *s;
+    async_call *calls[BATCH_MAX];
+    unsigned n;
     int retried;                /* NOSCRIPT answered with EVAL once */
     int argc;
-    char **argv;                /* kept for the EVAL retry */
+    const char **argv;          /* points into the calls and into counts */
     size_t *argvlen;
-} async_call;
+    char counts[BATCH_MAX + 1][12];
+} async_batch;
 
 struct async_store {
     store_common c;
@@ -178,9 +195,11 @@ struct async_store {
     redisAsyncContext *ac;
     int connected;
     struct event *reconnect;
+    struct event *flush;        /* sends the batch being gathered */
+    async_call *gather[BATCH_MAX];
+    unsigned ngather;
     uint64_t backoff_ms;
     uint64_t last_reply_ms;     /* monotonic */
-    unsigned inflight;
     int closing;
 };
 
@@ -190,12 +209,9 @@ static void call_free(async_call *k)
 {
     if (k->timer)
         event_free(k->timer);
-    if (k->argv) {
-        for (int i = 0; i < k->argc; i++)
-            free(k->argv[i]);
-        free(k->argv);
-        free(k->argvlen);
-    }
+    for (int i = 0; i < k->argc; i++)
+        free(k->argv[i]);
+    free(k->argv);
     free(k);
 }
 
@@ -323,30 +339,87 @@ static void on_call_timeout(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static void on_call_reply(redisAsyncContext *ac, void *r, void *priv)
+static void batch_free(async_batch *b)
 {
-    async_call *k = priv;
-    async_store *s = k->s;
+    for (unsigned i = 0; i < b->n; i++)
+        call_free(b->calls[i]);
+    free(b->argv);
+    free(b->argvlen);
+    free(b);
+}
+
+static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    async_batch *b = priv;
+    async_store *s = b->s;
     redisReply *rep = r;
     if (rep)
         s->last_reply_ms = rg_monotonic_ms();
-    if (rep && rep->type == REDIS_REPLY_ERROR && !k->retried && !k->done &&
-        strncmp(rep->str, "NOSCRIPT", 8) == 0 && s->ac) {
-        /* Script cache flushed: run this call with the full script once. */
-        k->retried = 1;
-        free(k->argv[0]);
-        free(k->argv[1]);
-        k->argv[0] = rg_strdup("EVAL");
-        k->argv[1] = rg_strdup(rg_decide_lua);
-        k->argvlen[0] = 4;
-        k->argvlen[1] = strlen(rg_decide_lua);
-        if (redisAsyncCommandArgv(s->ac, on_call_reply, k, k->argc, (const char **)k->argv,
-                                  k->argvlen) == REDIS_OK)
+    if (rep && rep->type == REDIS_REPLY_ERROR && !b->retried && s->ac &&
+        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        /* Script cache flushed: run this batch with the full script once. */
+        b->retried = 1;
+        b->argv[0] = "EVAL";
+        b->argv[1] = rg_decide_lua;
+        b->argvlen[0] = 4;
+        b->argvlen[1] = strlen(rg_decide_lua);
+        if (redisAsyncCommandArgv(s->ac, on_batch_reply, b, b->argc, b->argv, b->argvlen) == REDIS_OK)
             return;
     }
-    s->inflight--;
-    call_deliver(k, rep, rep ? NULL : "Redis connection lost");
-    call_free(k);
+    for (unsigned i = 0; i < b->n; i++) {
+        if (rep == NULL)
+            call_deliver(b->calls[i], NULL, "Redis connection lost");
+        else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == b->n)
+            call_deliver(b->calls[i], rep->element[i], NULL);
+        else
+            call_deliver(b->calls[i], rep, NULL);  /* an error reply: the same for all */
+    }
+    batch_free(b);
+}
+
+/* Send the gathered decisions as one EVALSHA. */
+static void flush_batch(async_store *s)
+{
+    unsigned n = s->ngather;
+    if (n == 0)
+        return;
+    s->ngather = 0;
+    async_batch *b = rg_calloc(1, sizeof *b);
+    b->s = s;
+    b->n = n;
+    int argc = 4;
+    for (unsigned i = 0; i < n; i++) {
+        b->calls[i] = s->gather[i];
+        argc += 1 + b->calls[i]->argc;
+    }
+    b->argc = argc;
+    b->argv = rg_calloc((size_t)argc, sizeof *b->argv);
+    b->argvlen = rg_calloc((size_t)argc, sizeof *b->argvlen);
+    int a = 0;
+    b->argv[a++] = "EVALSHA";
+    b->argv[a++] = s->c.sha;
+    b->argv[a++] = "0";
+    snprintf(b->counts[n], sizeof b->counts[0], "%u", n);
+    b->argv[a++] = b->counts[n];
+    for (unsigned i = 0; i < n; i++) {
+        async_call *k = b->calls[i];
+        snprintf(b->counts[i], sizeof b->counts[0], "%d", k->argc);
+        b->argv[a++] = b->counts[i];
+        for (int j = 0; j < k->argc; j++)
+            b->argv[a++] = k->argv[j];
+    }
+    for (int i = 0; i < argc; i++)
+        b->argvlen[i] = strlen(b->argv[i]);
+    if (s->ac && redisAsyncCommandArgv(s->ac, on_batch_reply, b, argc, b->argv, b->argvlen) == REDIS_OK)
+        return;
+    for (unsigned i = 0; i < n; i++)
+        call_deliver(b->calls[i], NULL, s->ac ? "Redis command could not be queued" : "Redis not connected");
+    batch_free(b);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    flush_batch(arg);
 }
 
 static async_call *call_new(async_store *s, void *arg)
@@ -373,23 +446,26 @@ static void async_decide(rg_store *st, int argc, const char **argv, rg_store_cb 
     }
     async_call *k = call_new(s, arg);
     k->cb = cb;
-    k->argc = argc + 3;
-    k->argv = rg_calloc((size_t)k->argc, sizeof *k->argv);
-    k->argvlen = rg_calloc((size_t)k->argc, sizeof *k->argvlen);
-    k->argv[0] = rg_strdup("EVALSHA");
-    k->argv[1] = rg_strdup(s->c.sha);
-    k->argv[2] = rg_strdup("0");
+    k->argc = argc;
+    k->argv = rg_calloc((size_t)argc + 1, sizeof *k->argv);
     for (int i = 0; i < argc; i++)
-        k->argv[i + 3] = rg_strdup(argv[i] ? argv[i] : "");
-    for (int i = 0; i < k->argc; i++)
-        k->argvlen[i] = strlen(k->argv[i]);
-    if (redisAsyncCommandArgv(s->ac, on_call_reply, k, k->argc, (const char **)k->argv,
-                              k->argvlen) != REDIS_OK) {
-        call_deliver(k, NULL, "Redis command could not be queued");
-        call_free(k);
-        return;
-    }
-    s->inflight++;
+        k->argv[i] = rg_strdup(argv[i] ? argv[i] : "");
+    s->gather[s->ngather++] = k;
+    if (s->ngather == BATCH_MAX)
+        flush_batch(s);
+    else if (s->ngather == 1)
+        event_active(s->flush, EV_WRITE, 0);   /* runs at the end of this loop turn */
+}
+
+/* An account load is a command of its own, never batched. */
+static void on_load_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    async_call *k = priv;
+    redisReply *rep = r;
+    if (rep)
+        k->s->last_reply_ms = rg_monotonic_ms();
+    call_deliver(k, rep, rep ? NULL : "Redis connection lost");
+    call_free(k);
 }
 
 static void async_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
@@ -406,23 +482,23 @@ static void async_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
     /* Loading many accounts may take longer than one decision's budget. */
     struct timeval tv = { 5, 0 };
     evtimer_add(k->timer, &tv);
-    if (redisAsyncCommand(s->ac, on_call_reply, k, "EVAL %s 0", load_lua) != REDIS_OK) {
+    if (redisAsyncCommand(s->ac, on_load_reply, k, "EVAL %s 0", load_lua) != REDIS_OK) {
         call_deliver(k, NULL, "Redis command could not be queued");
         call_free(k);
-        return;
     }
-    s->inflight++;
 }
 
 static void async_free(rg_store *st)
 {
     async_store *s = (async_store *)st;
     s->closing = 1;
+    flush_batch(s);             /* queued in hiredis, then failed by the free below */
     if (s->ac) {
         redisAsyncContext *ac = s->ac;
         s->ac = NULL;
         redisAsyncFree(ac);     /* pending callbacks run with NULL replies */
     }
+    event_free(s->flush);
     event_free(s->reconnect);
     free(s);
 }
@@ -437,6 +513,7 @@ rg_store *rg_store_redis_async(const rg_config *cfg, struct event_base *base)
     s->base = base;
     s->backoff_ms = BACKOFF_MIN_MS;
     s->reconnect = evtimer_new(base, on_reconnect_timer, s);
+    s->flush = event_new(base, -1, 0, on_flush, s);
     async_connect(s);
     return &s->c.base;
 }
@@ -523,14 +600,19 @@ static void sync_decide(rg_store *st, int argc, const char **argv, rg_store_cb *
     sync_store *s = (sync_store *)st;
     rg_store_reply r;
     char err[256];
-    int n = argc + 3;
+    /* a batch of one decision (decide.lua takes batches) */
+    int n = argc + 5;
+    char count[16];
+    snprintf(count, sizeof count, "%d", argc);
     const char **av = rg_calloc((size_t)n, sizeof *av);
     size_t *al = rg_calloc((size_t)n, sizeof *al);
     av[0] = "EVALSHA";
     av[1] = s->c.sha;
     av[2] = "0";
+    av[3] = "1";
+    av[4] = count;
     for (int i = 0; i < argc; i++)
-        av[i + 3] = argv[i] ? argv[i] : "";
+        av[i + 5] = argv[i] ? argv[i] : "";
     for (int i = 0; i < n; i++)
         al[i] = strlen(av[i]);
 
@@ -551,8 +633,10 @@ static void sync_decide(rg_store *st, int argc, const char **argv, rg_store_cb *
         }
         if (rep == NULL)
             reply_error(&r, "Redis: %s", ctx->errstr);
+        else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1)
+            parse_decide_reply(rep->element[0], &r);
         else
-            parse_decide_reply(rep, &r);
+            parse_decide_reply(rep, &r);    /* an error reply */
         if (rep)
             freeReplyObject(rep);
         sync_drop(s);
@@ -604,4 +688,64 @@ rg_store *rg_store_redis_sync(const rg_config *cfg)
     s->backoff_ms = BACKOFF_MIN_MS;
     pthread_mutex_init(&s->lock, NULL);
     return &s->c.base;
+}
+
+/* ----------------------------------------------------------------- pool */
+
+/* n sync stores; a call picks one that is free (trylock round the ring from a
+ * rotating start), else blocks on the one it started at. */
+typedef struct pool_store {
+    rg_store base;
+    rg_store **conns;
+    unsigned n;
+    unsigned next;              /* atomic: where the next call starts looking */
+} pool_store;
+
+static rg_store *pool_pick(pool_store *p)
+{
+    unsigned start = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED) % p->n;
+    for (unsigned i = 0; i < p->n; i++) {
+        sync_store *s = (sync_store *)p->conns[(start + i) % p->n];
+        if (pthread_mutex_trylock(&s->lock) == 0) {
+            pthread_mutex_unlock(&s->lock);
+            return &s->c.base;
+        }
+    }
+    return p->conns[start];
+}
+
+static void pool_decide(rg_store *st, int argc, const char **argv, rg_store_cb *cb, void *arg)
+{
+    rg_store *s = pool_pick((pool_store *)st);
+    s->decide(s, argc, argv, cb, arg);
+}
+
+static void pool_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
+{
+    rg_store *s = pool_pick((pool_store *)st);
+    s->load_accounts(s, cb, arg);
+}
+
+static void pool_free(rg_store *st)
+{
+    pool_store *p = (pool_store *)st;
+    for (unsigned i = 0; i < p->n; i++)
+        p->conns[i]->free(p->conns[i]);
+    free(p->conns);
+    free(p);
+}
+
+rg_store *rg_store_redis_pool(const rg_config *cfg, unsigned n)
+{
+    if (n <= 1)
+        return rg_store_redis_sync(cfg);
+    pool_store *p = rg_calloc(1, sizeof *p);
+    p->base.decide = pool_decide;
+    p->base.load_accounts = pool_load_accounts;
+    p->base.free = pool_free;
+    p->n = n;
+    p->conns = rg_calloc(n, sizeof *p->conns);
+    for (unsigned i = 0; i < n; i++)
+        p->conns[i] = rg_store_redis_sync(cfg);
+    return &p->base;
 }
