@@ -11,4 +11,4 @@ bench_policy_load_SOURCES = bench/policy-load.c
 bench_policy_load_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 bench_policy_load_LDADD = $(LIBEVENT_LIBS)
 
-EXTRA_DIST += bench/common.sh bench/run-policy.sh bench/run-import.sh
+EXTRA_DIST += bench/common.sh bench/run-policy.sh bench/run-import.sh bench/run-milter.sh

@@ -82,6 +82,7 @@ te=$(date +%s.%N)
 GEN_S=$(awk -v a="$ts" -v b="$te" 'BEGIN { printf "%.2f", b - a }')
 log "generated $(du -h "$d/suppressed.csv" | cut -f1) in ${GEN_S}s"
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 TIMEV=""
 [ -x /usr/bin/time ] && TIMEV=/usr/bin/time
 
@@ -123,6 +124,7 @@ done
     echo
     machine_info
     echo "- $ROWS rows ($(du -h "$d/suppressed.csv" | cut -f1) CSV, generated in ${GEN_S}s), store $STORE, empty Redis each run"
+    echo "- load average at the start: $LOAD_START (anything else running skews the numbers)"
     echo
     echo "| run | seconds | rows/s | CLI peak RSS |"
     echo "| ---: | ---: | ---: | ---: |"

@@ -25,7 +25,7 @@ log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 [ -x "$RG_BIN_MILTER" ] || { log "build first: $RG_BIN_MILTER missing"; exit 1; }
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+rss_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }   # peak RSS
 HZ=$(getconf CLK_TCK)
 
 rg_start_redis
@@ -47,10 +47,11 @@ rg_cli load "$RG_TMP/accounts.conf" >/dev/null
 rg_cli suppress add someone-else@example.net --reason manual >/dev/null
 
 # OpenDKIM: its key and config in a private folder (it refuses paths under a
-# world-writable folder, so not under /var/tmp)
-OD=$(mktemp -d /root/relayguard-bench-opendkim.XXXXXX); chmod 755 "$OD"
+# world-writable folder, so not under /var/tmp; Postfix must reach its socket)
+mkdir -p /var/lib/relayguard-bench; chmod 755 /var/lib/relayguard-bench
+OD=$(mktemp -d /var/lib/relayguard-bench/opendkim.XXXXXX); chmod 755 "$OD"
 [ -n "$RG_KEEP" ] || rg_on_exit "rm -rf '$OD'"
-cp "$k/rsa.pem" "$OD/rsa.pem"; chown opendkim "$OD/rsa.pem" 2>/dev/null; chmod 600 "$OD/rsa.pem"
+cp "$k/rsa.pem" "$OD/rsa.pem"; chmod 600 "$OD/rsa.pem"     # opendkim runs as root here: root-owned
 cat >"$OD/opendkim.conf" <<C
 Mode s
 Domain rsa.bench.test
@@ -69,8 +70,17 @@ rg_start_sink bench
 POLICYD_PORT=0
 results=()
 
+# ONLY="rg-ed rg-rsa": just these runs; PERF=1: perf record the milter (cpu-clock)
+ONLY=${ONLY:-}
+PERF=${PERF:-0}
 run() {  # run NAME MILTER-SPEC PID FROM
     local name=$1 spec=$2 pid=$3 from=$4
+    if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
+    local perfpid=
+    if [ "$PERF" = 1 ] && [ -n "$pid" ]; then
+        perf record -e cpu-clock -g -o "$RG_TMP/perf-$name.data" -p "$pid" >/dev/null 2>&1 &
+        perfpid=$!
+    fi
     local extra=("smtpd_recipient_restrictions =" "smtpd_end_of_data_restrictions =")
     [ -n "$spec" ] && extra+=("smtpd_milters = $spec" "milter_default_action = tempfail" "milter_protocol = 6")
     rg_start_postfix "$name" "${extra[@]}" "default_process_limit = 200" >/dev/null
@@ -80,7 +90,12 @@ run() {  # run NAME MILTER-SPEC PID FROM
     t0=$(date +%s.%N)
     smtp-source -s "$SESSIONS" -m "$MSGS" -l "$SIZE" -f "$from" -t to@example.net \
         "127.0.0.1:$PF_PORT" >"$RG_TMP/source-$name.log" 2>&1
-    rg_wait_for 600 bash -c "[ \$(find '$SINK_DIR/mail' -type f | wc -l) -ge $((before + MSGS)) ]"
+    if grep -q 'fatal' "$RG_TMP/source-$name.log"; then
+        log "$name: smtp-source failed: $(head -1 "$RG_TMP/source-$name.log")"
+        rg_stop_postfix "$PF_CONF" "$PF_DIR"
+        return 1
+    fi
+    rg_wait_for 180 bash -c "[ \$(find '$SINK_DIR/mail' -type f | wc -l) -ge $((before + MSGS)) ]"
     t1=$(date +%s.%N)
     after=$(rg_sink_count)
     n=$((after - before))
@@ -92,6 +107,13 @@ run() {  # run NAME MILTER-SPEC PID FROM
     [ -n "$pid" ] || cpu=-
     log "$name: $n messages, $rate msgs/s, milter CPU $cpu s per 10k, RSS $rss MiB"
     results+=("$name $n $rate $cpu $rss")
+    [ "$SESSIONS" = 1 ] && log "$name: $(echo "scale=1; 1000 / $rate" | bc) ms per message, one session"
+    if [ -n "$perfpid" ]; then
+        kill -INT "$perfpid"; wait "$perfpid" 2>/dev/null
+        perf report -i "$RG_TMP/perf-$name.data" --no-children --sort symbol 2>/dev/null |
+            grep -v '^#' | grep -v '^$' | head -40 >"$RG_TMP/perf-$name.txt"
+        log "$name: profile in $RG_TMP/perf-$name.txt"
+    fi
     rg_stop_postfix "$PF_CONF" "$PF_DIR"
     grep -rLq '^DKIM-Signature:' "$SINK_DIR/mail" >/dev/null 2>&1 || true
 }
@@ -114,6 +136,29 @@ chmod 666 "$RG_TMP/milter.sock"
 run rg-rsa-unix "unix:$RG_TMP/milter.sock" "$MILTER_PID" a@rsa.bench.test
 rg_stop_milter
 
+# Latency: one session, one message after the other (LATENCY=0 skips it).
+# On inet: every delayed-ACK stall shows here in full (see milter/tcp.c).
+if [ "${LATENCY:-1}" = 1 ] && [ -z "$ONLY" ]; then
+    S0=$SESSIONS M0=$MSGS
+    SESSIONS=1 MSGS=${LATENCY_MSGS:-100}
+    sed -i "s|^Socket .*|Socket inet:$(rg_free_port)@127.0.0.1|" "$OD/opendkim.conf"
+    odport=$(sed -n 's/^Socket inet:\([0-9]*\)@.*/\1/p' "$OD/opendkim.conf")
+    opendkim -f -x "$OD/opendkim.conf" >>"$RG_TMP/opendkim.log" 2>&1 &
+    ODPID=$!
+    rg_on_exit "rg_stop_pid $ODPID"
+    rg_wait_port "$odport" 10
+    run lat-opendkim-inet "inet:127.0.0.1:$odport" "$ODPID" a@rsa.bench.test
+    rg_stop_pid "$ODPID"
+    rg_start_milter "$RG_CONF" inet
+    run lat-rg-inet "inet:127.0.0.1:$MILTER_PORT" "$MILTER_PID" a@rsa.bench.test
+    rg_stop_milter
+    rg_start_milter "$RG_CONF" "unix:$RG_TMP/milter2.sock"
+    chmod 666 "$RG_TMP/milter2.sock"
+    run lat-rg-unix "unix:$RG_TMP/milter2.sock" "$MILTER_PID" a@rsa.bench.test
+    rg_stop_milter
+    SESSIONS=$S0 MSGS=$M0
+fi
+
 # signatures of the last messages of each kind verify
 rg_milter_txt "$RG_CONF" "$RG_TMP/keys.txt"
 last=$(ls -t $(grep -rl 'd=rsa.bench.test' "$SINK_DIR/mail" | head -50) | head -1)
@@ -121,13 +166,14 @@ log "a relayguard RSA message verifies: $(rg_verify_dkimpy "$RG_TMP/keys.txt" "$
 
 echo
 echo "smtp-source -s $SESSIONS -m $MSGS -l $SIZE -> Postfix -> smtp-sink ($(nproc) cores)"
-printf '%-12s %9s %10s %18s %9s\n' setup messages "msgs/s" "CPU s / 10k msgs" "RSS MiB"
-for r in "${results[@]}"; do printf '%-12s %9s %10s %18s %9s\n' $r; done
+printf "%-18s %9s %10s %18s %13s\n" setup messages "msgs/s" "CPU s / 10k msgs" "peak RSS MiB"
+for r in "${results[@]}"; do printf "%-18s %9s %10s %18s %13s\n" $r; done
 od_rate=$(printf '%s\n' "${results[@]}" | awk '$1 == "opendkim" { print $3 }')
 od_cpu=$(printf '%s\n' "${results[@]}" | awk '$1 == "opendkim" { print $4 }')
 for r in "${results[@]}"; do
     set -- $r
     case $1 in rg-*)
+        [ -n "$od_rate" ] || continue
         printf '%s vs OpenDKIM: %.2fx msgs/s, %.2fx CPU per message\n' "$1" \
             "$(echo "$3 / $od_rate" | bc -l)" "$(echo "$4 / $od_cpu" | bc -l)" ;;
     esac

@@ -32,6 +32,7 @@
 #   VERIFY=1 PROFILE=0 (1: one more run at 50 connections under perf record)
 #   OUT=FILE (also write the report there) KEEP=0 (keep the work folder)
 #   ALLOW_STALE=0 (1: if the tree does not build, use the binaries already in $BUILD)
+#   WAIT_QUIET=0 (S: first wait up to S seconds for a 1-minute load average < 0.5)
 # Loopback only; every process it starts is stopped by PID at exit.
 # The whole script is one block, so that bash has read all of it before it
 # runs: editing the file during a run cannot break that run.
@@ -66,6 +67,15 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 log "work folder $WORK"
 
+# WAIT_QUIET=S: wait up to S seconds for the machine to be idle (1-minute load
+# average under 0.5), since anything else running skews every number.
+if [ "${WAIT_QUIET:-0}" -gt 0 ]; then
+    for i in $(seq 1 "$WAIT_QUIET"); do
+        awk '{ exit !($1 < 0.5) }' /proc/loadavg && break
+        [ $((i % 60)) = 1 ] && log "waiting for a quiet machine: load $(cut -d' ' -f1-3 /proc/loadavg)"
+        sleep 1
+    done
+fi
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 MAXC=0
 for c in $CONNS; do [ "$c" -gt "$MAXC" ] && MAXC=$c; done

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -29,6 +30,7 @@
 #include "util.h"
 
 #include "config.h"      /* policy/config.h: relayguard.conf */
+#include "dkim.h"
 
 #ifndef RG_VERSION
 #define RG_VERSION "unknown"
@@ -1613,7 +1615,12 @@ static int cmd_check_config(int argc, char **argv)
     rg_config *c = rg_config_load(g_cli.conf_path, err, sizeof err);
     if (c == NULL)
         die(EX_USAGE, "%s", err);
+    /* the DKIM keys too: type, size and permissions */
+    rg_dkim_keys *k = rg_dkim_keys_load(c, err, sizeof err);
     rg_config_free(c);
+    if (k == NULL)
+        die(EX_USAGE, "%s", err);
+    rg_dkim_keys_unref(k);
     printf("%s: OK\n", g_cli.conf_path);
     if (opt_has(&o, "accounts")) {
         rg_accounts *s = rg_accounts_load_file(opt_get(&o, "accounts"), err, sizeof err);
@@ -1706,6 +1713,114 @@ static int cmd_load(int argc, char **argv)
     die(EX_STORE, "load: accounts keep changing under us; try again");
 }
 
+/* --- dkim ------------------------------------------------------------------------------ */
+
+/* A selector or domain that is safe as part of a file name and a DNS name. */
+static bool dns_label_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 253 || s[0] == '.' || s[0] == '-' || strstr(s, ".."))
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-' && *p != '_')
+            return false;
+    return true;
+}
+
+/* Print a TXT value as a zone file line (strings of at most 255 bytes). */
+static void print_txt_record(const char *selector, const char *domain, const char *txt)
+{
+    printf("%s._domainkey.%s. IN TXT (", selector, domain);
+    for (size_t o = 0, n = strlen(txt); o < n; o += 250)
+        printf(" \"%.250s\"", txt + o);
+    printf(" )\n");
+}
+
+static int cmd_dkim(int argc, char **argv)
+{
+    static const optdef opts[] = { { "ed25519", false }, { "dir", true }, { NULL, false } };
+    args o;
+    char err[1024], txt[2048];
+    parse_args(argc, argv, opts, &o);
+    want_pos(&o, 1, 3, "dkim keygen|list");
+    const char *verb = o.pos[0];
+
+    if (strcmp(verb, "keygen") == 0) {
+        want_pos(&o, 3, 3, "dkim keygen DOMAIN SELECTOR");
+        char domain[256];
+        if (rg_strlcpy(domain, o.pos[1], sizeof domain) >= sizeof domain || !dns_label_ok(domain))
+            usage_error("dkim keygen: bad domain '%s'", o.pos[1]);
+        rg_lower(domain);
+        const char *sel = o.pos[2];
+        if (!dns_label_ok(sel) || strchr(sel, '.'))
+            usage_error("dkim keygen: bad selector '%s' (letters, digits, - and _)", sel);
+        const char *dir = opt_get(&o, "dir") ? opt_get(&o, "dir") : SYSCONFDIR "/relayguard/keys";
+        char path[4096];
+        int w = snprintf(path, sizeof path, "%s/%s.%s.pem", dir, domain, sel);
+        if (w < 0 || (size_t)w >= sizeof path)
+            usage_error("dkim keygen: --dir is too long");
+        bool ed = opt_has(&o, "ed25519");
+        if (rg_dkim_keygen(path, ed, txt, sizeof txt, err, sizeof err) < 0)
+            die(EX_USAGE, "dkim keygen: %s", err);
+        if (g_cli.json) {
+            printf("{\"domain\":");
+            json_str(stdout, domain);
+            printf(",\"selector\":");
+            json_str(stdout, sel);
+            printf(",\"algorithm\":\"%s\",\"key\":", ed ? "ed25519-sha256" : "rsa-sha256");
+            json_str(stdout, path);
+            printf(",\"txt\":");
+            json_str(stdout, txt);
+            printf("}\n");
+        } else {
+            printf("# %s written (mode 0600); add to the dkim block of relayguard.conf:\n", path);
+            printf("#   key = %s %s %s\n", domain, sel, path);
+            printf("# and publish in DNS:\n");
+            print_txt_record(sel, domain, txt);
+        }
+        return EX_OK;
+    }
+    if (strcmp(verb, "list") == 0) {
+        want_pos(&o, 1, 1, "dkim list");
+        rg_config *c = rg_config_load(g_cli.conf_path, err, sizeof err);
+        if (c == NULL)
+            die(EX_USAGE, "%s", err);
+        g_cli.cfg = c;
+        rg_dkim_keys *k = rg_dkim_keys_load(c, err, sizeof err);
+        if (k == NULL)
+            die(EX_USAGE, "%s", err);
+        size_t n = rg_dkim_keys_count(k);
+        if (g_cli.json)
+            printf("[");
+        for (size_t i = 0; i < n; i++) {
+            const char *d, *sel, *alg;
+            int bits;
+            rg_dkim_key_info(k, i, &d, &sel, &alg, &bits);
+            if (rg_dkim_key_txt(k, i, txt, sizeof txt) < 0)
+                txt[0] = '\0';
+            if (g_cli.json) {
+                printf("%s{\"domain\":", i ? "," : "");
+                json_str(stdout, d);
+                printf(",\"selector\":");
+                json_str(stdout, sel);
+                printf(",\"algorithm\":\"%s\",\"bits\":%d,\"key\":", alg, bits);
+                json_str(stdout, c->dkim.keys[i].path);
+                printf(",\"txt\":");
+                json_str(stdout, txt);
+                printf("}");
+            } else {
+                printf("%s %s %s %d %s\n", d, sel, alg, bits, c->dkim.keys[i].path);
+                printf("  %s._domainkey.%s TXT \"%s\"\n", sel, d, txt);
+            }
+        }
+        if (g_cli.json)
+            printf("]\n");
+        rg_dkim_keys_unref(k);
+        return n ? EX_OK : EX_NO;
+    }
+    usage_error("dkim: unknown verb '%s' (keygen, list)", verb);
+}
+
 /* --- main ------------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -1726,6 +1841,8 @@ static void usage(FILE *f)
         "  stats [ACCOUNT]\n"
         "  check-config [--accounts FILE]\n"
         "  load FILE [--dry-run] [--prune]\n"
+        "  dkim keygen DOMAIN SELECTOR [--ed25519] [--dir DIR]\n"
+        "  dkim list\n"
         "  version | help\n"
         "\n"
         "-c FILE: config (default %s); --json: JSON output where the output is data.\n"
@@ -1743,7 +1860,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         { "account", cmd_account }, { "limit", cmd_limit }, { "suppress", cmd_suppress },
         { "events", cmd_events }, { "stats", cmd_stats }, { "check-config", cmd_check_config },
-        { "load", cmd_load },
+        { "load", cmd_load }, { "dkim", cmd_dkim },
     };
 
     /* Global options before the command. */

@@ -72,7 +72,37 @@ rg_account_free(rg_account *a)
     free(a->client_networks);
     free(a->networks);
     free(a->limits);
+    free(a->feedback_id);
+    free(a->list_unsubscribe);
+    free(a->account_header);
     free(a);
+}
+
+/* A header field body: printable UTF-8 on one line, 1..900 bytes. */
+static bool
+header_value_valid(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 1 && n <= 900 && rg_text_clean(s);
+}
+
+/* A header field name: 1..76 of printable ASCII without ':'. */
+static bool
+header_name_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] <= 32 || (unsigned char)s[n] >= 127 || s[n] == ':')
+            return false;
+    return n >= 1 && n <= 76;
+}
+
+/* Replace *slot with a copy of v, or NULL for "". */
+static void
+set_opt_str(char **slot, const char *v)
+{
+    free(*slot);
+    *slot = v[0] ? rg_strdup(v) : NULL;
 }
 
 /* Logins and local users: printable, no blanks, 1..127 bytes. */
@@ -273,6 +303,34 @@ rg_account_set(rg_account *a, const char *key, const char *value, char *err, siz
             rg_seterr(err, errlen, "bad suspended '%s' (yes or no)", value);
             return -1;
         }
+    } else if (strcmp(key, "feedback_id") == 0 || strcmp(key, "list_unsubscribe") == 0) {
+        if (value[0] && !header_value_valid(value)) {
+            rg_seterr(err, errlen, "bad %s (printable text on one line, at most 900 bytes)", key);
+            return -1;
+        }
+        if (key[0] == 'l' && value[0] && value[0] != '<') {
+            rg_seterr(err, errlen, "bad list_unsubscribe '%s' (<https://...>, <mailto:...>)", value);
+            return -1;
+        }
+        set_opt_str(key[0] == 'f' ? &a->feedback_id : &a->list_unsubscribe, value);
+    } else if (strcmp(key, "bulk") == 0) {
+        if (parse_bool(value, &a->bulk) < 0) {
+            rg_seterr(err, errlen, "bad bulk '%s' (yes or no)", value);
+            return -1;
+        }
+    } else if (strcmp(key, "account_header") == 0) {
+        char **w = rg_strv_split(value);
+        size_t n = rg_strv_len(w);
+        bool ok = n == 0 || ((n == 1 || (n == 2 && strcmp(w[1], "hmac") == 0)) &&
+                             header_name_valid(w[0]));
+        if (!ok) {
+            rg_seterr(err, errlen, "bad account_header '%s' (NAME or NAME hmac)", value);
+            rg_strv_free(w);
+            return -1;
+        }
+        set_opt_str(&a->account_header, n ? w[0] : "");
+        a->account_header_hmac = n == 2;
+        rg_strv_free(w);
     } else {
         rg_seterr(err, errlen, "unknown key '%s'", key);
         return -1;
@@ -427,6 +485,26 @@ rg_account_to_fields(const rg_account *a, const char **keys, char **values, size
         values[n] = v;
         n++;
     }
+    /* header policy: only when set, so accounts without it look as before */
+    if (a->feedback_id && n < max) {
+        keys[n] = "feedback_id";
+        values[n++] = rg_strdup(a->feedback_id);
+    }
+    if (a->list_unsubscribe && n < max) {
+        keys[n] = "list_unsubscribe";
+        values[n++] = rg_strdup(a->list_unsubscribe);
+    }
+    if (a->bulk && n < max) {
+        keys[n] = "bulk";
+        values[n++] = rg_strdup("yes");
+    }
+    if (a->account_header && n < max) {
+        size_t l = strlen(a->account_header) + 6;
+        char *v = rg_malloc(l);
+        snprintf(v, l, "%s%s", a->account_header, a->account_header_hmac ? " hmac" : "");
+        keys[n] = "account_header";
+        values[n++] = v;
+    }
     return n;
 }
 
@@ -441,7 +519,8 @@ rg_account_from_fields(const char *name, char *const *keys, char *const *values,
 {
     static const char *known[] = { "logins", "local_users", "client_networks", "domains",
                                    "networks", "countries", "limits", "limit", "max_size",
-                                   "suspended" };
+                                   "suspended", "feedback_id", "list_unsubscribe", "bulk",
+                                   "account_header" };
     rg_account *a;
     char why[384];
 

@@ -14,6 +14,12 @@
  *       limit           = quota 500/1d per=rcpt hard
  *       max_size        = 10M                       # 0 or absent: no limit
  *       suspended       = no
+ *       # header policy (feature 8), added by relayguard-milter and signed:
+ *       feedback_id      = "c1:alice:newsletter:relay"  # Feedback-ID: value
+ *       list_unsubscribe = "<https://u.example.com/u?id=1>, <mailto:u@example.com>"
+ *       bulk             = yes      # with list_unsubscribe: List-Unsubscribe-Post (RFC 8058)
+ *       account_header   = X-AuthUser        # value: the login (or account name)
+ *       account_header   = X-AuthUser hmac   # value: HMAC-SHA256 of it (milter header_secret)
  *   }
  *
  * The account named "default" applies to SASL logins that no account claims.
@@ -42,6 +48,12 @@ typedef struct rg_account {
     rg_limit *limits;         size_t n_limits;
     uint64_t max_size;        /* bytes, 0 = none */
     bool suspended;
+    /* header policy; NULL when not set (then not written to Redis either) */
+    char *feedback_id;
+    char *list_unsubscribe;
+    bool bulk;
+    char *account_header;     /* header name */
+    bool account_header_hmac;
 } rg_account;
 
 /* A valid account name: 1..64 of [A-Za-z0-9._@+-]. */
@@ -60,7 +72,9 @@ int rg_account_set(rg_account *a, const char *key, const char *value, char *err,
 rg_account *rg_account_from_block(const rg_conf *c, const rg_conf_block *b, char *err, size_t errlen);
 
 /*
- * Field/value pairs for the Redis hash, in a fixed order.  Writes up to max
+ * Field/value pairs for the Redis hash, in a fixed order (the header policy
+ * fields feedback_id, list_unsubscribe, bulk, account_header follow, only
+ * when set).  Writes up to max
  * pairs into keys[]/values[] (values are new strings the caller frees with
  * free()); returns the count.
  */

@@ -242,6 +242,26 @@ mask_store_text(const char *text, char *out, size_t outlen)
         out[0] = '\0';
 }
 
+const char *const rg_dkim_default_sign_headers[] = {
+    "from", "sender", "reply-to", "subject", "date", "message-id", "to", "cc",
+    "mime-version", "content-type", "content-transfer-encoding", "content-id",
+    "content-description", "in-reply-to", "references", "list-id", "list-help",
+    "list-unsubscribe", "list-unsubscribe-post", "list-subscribe", "list-post",
+    "list-owner", "list-archive", "feedback-id", NULL
+};
+
+static char **
+strv_copy(const char *const *v)
+{
+    size_t n = 0;
+    while (v[n])
+        n++;
+    char **out = rg_calloc(n + 1, sizeof *out);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rg_strdup(v[i]);
+    return out;
+}
+
 /* Defaults for everything (no file read).  Never NULL; free with rg_config_free. */
 rg_config *
 rg_config_new_default(void)
@@ -264,6 +284,11 @@ rg_config_new_default(void)
     c->policyd.listen = rg_strdup("inet:127.0.0.1:10040");
     c->policyd.max_connections = 10000;
     c->policyd.idle_timeout_ms = 300 * 1000;
+    c->milter.listen = rg_strdup("unix:/run/relayguard/milter.sock");
+    c->milter.store_connections = 8;
+    c->milter.timeout_ms = 300 * 1000;
+    c->dkim.sign_headers = strv_copy(rg_dkim_default_sign_headers);
+    c->dkim.oversign = rg_strv_split("from");
     return c;
 }
 
@@ -279,6 +304,18 @@ rg_config_free(rg_config *c)
     free(c->policyd.listen);
     free(c->policyd.user);
     free(c->policyd.pidfile);
+    free(c->milter.listen);
+    free(c->milter.user);
+    free(c->milter.pidfile);
+    free(c->milter.header_secret);
+    for (size_t i = 0; i < c->dkim.n_keys; i++) {
+        free(c->dkim.keys[i].domain);
+        free(c->dkim.keys[i].selector);
+        free(c->dkim.keys[i].path);
+    }
+    free(c->dkim.keys);
+    rg_strv_free(c->dkim.sign_headers);
+    rg_strv_free(c->dkim.oversign);
     free(c);
 }
 
@@ -461,12 +498,150 @@ apply_policyd(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
     return 0;
 }
 
-/* Keys that may be given once only; "limit" repeats. */
+/* "unix:/path", "local:/path", "inet:PORT@HOST", "inet6:PORT@HOST" (libmilter's
+ * notation).  NULL if fine, else why not. */
+static const char *
+milter_listen_problem(const char *s)
+{
+    if (strncmp(s, "unix:", 5) == 0 || strncmp(s, "local:", 6) == 0)
+        return strchr(s, ':')[1] == '/' ? NULL : "a unix socket path must be absolute";
+    const char *p;
+    if (strncmp(s, "inet:", 5) == 0)
+        p = s + 5;
+    else if (strncmp(s, "inet6:", 6) == 0)
+        p = s + 6;
+    else
+        return "expected inet:PORT@HOST, inet6:PORT@HOST or unix:/path";
+    const char *at = strchr(p, '@');
+    int port;
+    if (parse_int_range(p, at ? (size_t)(at - p) : strlen(p), 1, 65535, &port) < 0)
+        return "bad port (1 to 65535)";
+    return NULL;
+}
+
+/* Apply one item of the milter block.  0, or -1 with "FILE:LINE: message" in err. */
+static int
+apply_milter(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
+{
+    const char *k = it->key, *v = it->value;
+    const char *file = c->file;
+
+    if (strcmp(k, "listen") == 0) {
+        const char *why = milter_listen_problem(v);
+        if (why != NULL) {
+            rg_seterr(err, errlen, "%s:%d: bad listen '%s': %s", file, it->line, v, why);
+            return -1;
+        }
+        set_str(&c->milter.listen, v);
+    } else if (strcmp(k, "user") == 0) {
+        set_str(&c->milter.user, v);
+    } else if (strcmp(k, "pidfile") == 0) {
+        if (v[0] != '/') {
+            rg_seterr(err, errlen, "%s:%d: pidfile must be an absolute path", file, it->line);
+            return -1;
+        }
+        set_str(&c->milter.pidfile, v);
+    } else if (strcmp(k, "store_connections") == 0) {
+        int n;
+        if (parse_int_range(v, strlen(v), 1, 256, &n) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad store_connections '%s' (1 to 256)", file,
+                    it->line, v);
+            return -1;
+        }
+        c->milter.store_connections = (unsigned)n;
+    } else if (strcmp(k, "header_secret") == 0) {
+        if (strlen(v) < 16) {
+            rg_seterr(err, errlen, "%s:%d: header_secret is too short (16 characters at least)",
+                    file, it->line);
+            return -1;
+        }
+        set_str(&c->milter.header_secret, v);
+    } else if (strcmp(k, "timeout") == 0) {
+        if (rg_duration_parse(v, &c->milter.timeout_ms) < 0 || c->milter.timeout_ms < 1000) {
+            rg_seterr(err, errlen, "%s:%d: bad timeout '%s' (e.g. 300s)", file, it->line, v);
+            return -1;
+        }
+    } else {
+        rg_seterr(err, errlen, "%s:%d: unknown key '%s' in block 'milter'", file, it->line, k);
+        return -1;
+    }
+    return 0;
+}
+
+/* A header name list "from, to" in lower case.  NULL with why on a bad name. */
+static char **
+header_list(const char *v, const char **why)
+{
+    char **l = rg_strv_split(v);
+    for (char **p = l; *p; p++) {
+        for (char *q = *p; *q; q++) {
+            unsigned char ch = (unsigned char)*q;
+            if (ch <= 32 || ch >= 127 || ch == ':') {
+                *why = "a header name is printable ASCII without ':'";
+                rg_strv_free(l);
+                return NULL;
+            }
+        }
+        rg_lower(*p);
+    }
+    return l;
+}
+
+/* Apply one item of the dkim block.  0, or -1 with "FILE:LINE: message" in err. */
+static int
+apply_dkim(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
+{
+    const char *k = it->key, *v = it->value;
+    const char *file = c->file;
+    const char *why = NULL;
+
+    if (strcmp(k, "key") == 0) {
+        char **w = rg_strv_split(v);
+        if (rg_strv_len(w) != 3 || w[2][0] != '/') {
+            rg_strv_free(w);
+            rg_seterr(err, errlen, "%s:%d: bad key '%s' (DOMAIN SELECTOR /ABSOLUTE/PATH)", file,
+                    it->line, v);
+            return -1;
+        }
+        rg_lower(w[0]);
+        for (size_t i = 0; i < c->dkim.n_keys; i++) {
+            if (strcmp(c->dkim.keys[i].domain, w[0]) == 0 &&
+                strcmp(c->dkim.keys[i].selector, w[1]) == 0) {
+                rg_seterr(err, errlen, "%s:%d: key %s %s is already given at line %d", file,
+                        it->line, w[0], w[1], c->dkim.keys[i].line);
+                rg_strv_free(w);
+                return -1;
+            }
+        }
+        c->dkim.keys = rg_realloc(c->dkim.keys, (c->dkim.n_keys + 1) * sizeof *c->dkim.keys);
+        rg_dkim_key_conf *kc = &c->dkim.keys[c->dkim.n_keys++];
+        kc->domain = w[0];
+        kc->selector = w[1];
+        kc->path = w[2];
+        kc->line = it->line;
+        free(w);
+    } else if (strcmp(k, "sign_headers") == 0 || strcmp(k, "oversign") == 0) {
+        char **l = header_list(v, &why);
+        if (l == NULL) {
+            rg_seterr(err, errlen, "%s:%d: bad %s: %s", file, it->line, k, why);
+            return -1;
+        }
+        char ***slot = k[0] == 's' ? &c->dkim.sign_headers : &c->dkim.oversign;
+        rg_strv_free(*slot);
+        *slot = l;
+    } else {
+        rg_seterr(err, errlen, "%s:%d: unknown key '%s' in block 'dkim'", file, it->line, k);
+        return -1;
+    }
+    return 0;
+}
+
+/* Keys that may be given once only; "limit" (and the dkim "key") repeat. */
 static int
 check_repeats(const rg_config *c, const rg_conf_block *b, char *err, size_t errlen)
 {
     for (size_t i = 0; i < b->nitems; i++) {
-        if (strcmp(b->items[i].key, "limit") == 0)
+        if (strcmp(b->items[i].key, "limit") == 0 || strcmp(b->items[i].key, "key") == 0)
             continue;
         for (size_t j = 0; j < i; j++) {
             if (strcmp(b->items[i].key, b->items[j].key) == 0) {
@@ -490,7 +665,7 @@ rg_config_load(const char *path, char *err, size_t errlen)
 {
     rg_conf *conf = rg_conf_parse_file(path, err, errlen);
     rg_config *c;
-    int policyd_line = 0;
+    int policyd_line = 0, milter_line = 0, dkim_line = 0;
 
     if (conf == NULL)
         return NULL;
@@ -515,6 +690,19 @@ rg_config_load(const char *path, char *err, size_t errlen)
             }
             policyd_line = b->line;
             apply = apply_policyd;
+        } else if (strcmp(b->type, "milter") == 0 || strcmp(b->type, "dkim") == 0) {
+            int *seen = b->type[0] == 'm' ? &milter_line : &dkim_line;
+            if (b->name[0] != '\0') {
+                rg_seterr(err, errlen, "%s:%d: block '%s' takes no name", path, b->line, b->type);
+                goto fail;
+            }
+            if (*seen != 0) {
+                rg_seterr(err, errlen, "%s:%d: second '%s' block (the first is at line %d)",
+                        path, b->line, b->type, *seen);
+                goto fail;
+            }
+            *seen = b->line;
+            apply = b->type[0] == 'm' ? apply_milter : apply_dkim;
         } else if (strcmp(b->type, "account") == 0) {
             rg_seterr(err, errlen, "%s:%d: 'account' blocks do not belong in relayguard.conf; "
                     "put them in an accounts file and load it with 'relayguard load FILE'",

@@ -20,6 +20,24 @@
  *       pidfile         = PATH
  *   }
  *
+ *   milter {
+ *       listen            = unix:/run/relayguard/milter.sock | inet:8891@127.0.0.1
+ *       user              = relayguard   drop to this user after binding
+ *       pidfile           = PATH
+ *       store_connections = 8            Redis connections shared by the milter threads
+ *       header_secret     = TEXT         key of "account_header = NAME hmac" (account.h)
+ *       timeout           = 300s         MTA connection timeout (smfi_settimeout)
+ *   }
+ *
+ *   dkim {
+ *       key          = DOMAIN SELECTOR PATH   one line per key; the algorithm
+ *                                             (rsa-sha256, ed25519-sha256) comes
+ *                                             from the key; two keys of a domain
+ *                                             give two signatures
+ *       sign_headers = from, to, subject, ...  headers signed when present
+ *       oversign     = from                   signed once more than present
+ *   }
+ *
  * Unknown keys and bad values are errors that name the file and line.
  */
 #ifndef RG_CONFIG_H
@@ -45,6 +63,14 @@ typedef struct rg_store_url {
     char password[256];
 } rg_store_url;
 
+/* One "key = DOMAIN SELECTOR PATH" line of the dkim block. */
+typedef struct rg_dkim_key_conf {
+    char *domain;               /* lower case */
+    char *selector;
+    char *path;
+    int line;                   /* in cfg->file, for messages */
+} rg_dkim_key_conf;
+
 typedef struct rg_config {
     char *file;
     rg_store_url store;
@@ -67,7 +93,26 @@ typedef struct rg_config {
         uint64_t idle_timeout_ms;
         char *pidfile;
     } policyd;
+
+    struct {
+        char *listen;           /* default unix:/run/relayguard/milter.sock */
+        char *user;
+        char *pidfile;
+        unsigned store_connections;     /* default 8 */
+        char *header_secret;    /* NULL: "hmac" account headers are refused at load */
+        uint64_t timeout_ms;    /* default 300 s */
+    } milter;
+
+    struct {
+        rg_dkim_key_conf *keys;
+        size_t n_keys;
+        char **sign_headers;    /* NULL-terminated, lower case, never NULL */
+        char **oversign;        /* NULL-terminated, lower case, never NULL */
+    } dkim;
 } rg_config;
+
+/* Headers signed by default (when present), NULL-terminated. */
+extern const char *const rg_dkim_default_sign_headers[];
 
 /* Defaults for everything (no file read). Never NULL. */
 rg_config *rg_config_new_default(void);

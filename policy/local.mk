@@ -14,7 +14,10 @@ policy_librgpolicy_la_SOURCES = \
 	policy/keys.h policy/keys.c \
 	policy/store.h policy/store_redis.c \
 	policy/engine.h policy/engine.c \
-	policy/admin.h policy/admin.c
+	policy/admin.h policy/admin.c \
+	policy/daemon.h policy/daemon.c \
+	policy/dkim.h policy/dkim.c \
+	policy/headers.h policy/headers.c
 nodist_policy_librgpolicy_la_SOURCES = policy/decide_lua.c
 policy_librgpolicy_la_CFLAGS = $(AM_CFLAGS) $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS) \
 	$(MAXMINDDB_CFLAGS) $(OPENSSL_CFLAGS)

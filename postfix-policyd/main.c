@@ -8,9 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +22,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "daemon.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -52,6 +51,9 @@ static void usage(FILE *f)
         "  -h         this help\n");
 }
 
+/* Start-up errors from daemon.c (single-threaded at that point). */
+static char derr[256];
+
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
 {
@@ -75,68 +77,6 @@ static rg_config *load_config(char *err, size_t errlen)
         cfg->policyd.listen = rg_strdup(g.listen_override);
     }
     return cfg;
-}
-
-static void daemonize(int keep_stderr)
-{
-    pid_t pid;
-    int fd;
-
-    if ((pid = fork()) < 0)
-        die("fork: %s", strerror(errno));
-    if (pid > 0)
-        _exit(0);
-    if (setsid() < 0)
-        die("setsid: %s", strerror(errno));
-    if ((pid = fork()) < 0)     /* never a session leader: no controlling tty again */
-        die("fork: %s", strerror(errno));
-    if (pid > 0)
-        _exit(0);
-    if (chdir("/") < 0)
-        die("chdir /: %s", strerror(errno));
-    if ((fd = open("/dev/null", O_RDWR)) < 0)
-        die("/dev/null: %s", strerror(errno));
-    dup2(fd, 0);
-    dup2(fd, 1);
-    if (!keep_stderr)
-        dup2(fd, 2);
-    if (fd > 2)
-        close(fd);
-}
-
-static void write_pidfile(const char *path)
-{
-    char buf[32];
-    int fd, n;
-
-    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
-        die("pidfile %s: %s", path, strerror(errno));
-    n = snprintf(buf, sizeof buf, "%ld\n", (long) getpid());
-    if (write(fd, buf, (size_t) n) != n || close(fd) < 0)
-        die("pidfile %s: %s", path, strerror(errno));
-}
-
-/* Become user (when root).  Refuses to stay root when the user is unknown. */
-static void drop_privileges(const char *user)
-{
-    struct passwd *pw;
-
-    if (user == NULL || *user == '\0')
-        return;
-    pw = getpwnam(user);
-    if (getuid() != 0 && geteuid() != 0) {
-        if (pw == NULL || pw->pw_uid != geteuid())
-            rg_warn("warning: not root: staying uid %ld instead of user %s", (long) geteuid(), user);
-        return;
-    }
-    if (pw == NULL)
-        die("policyd.user %s: no such user; refusing to run as root", user);
-    if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-        setuid(pw->pw_uid) < 0)
-        die("cannot become user %s: %s", user, strerror(errno));
-    if (setuid(0) == 0)
-        die("could still regain root after becoming %s", user);
-    rg_debug("running as user %s (uid %ld)", user, (long) pw->pw_uid);
 }
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
@@ -228,13 +168,15 @@ int main(int argc, char **argv)
             fprintf(stderr, IDENT ": %s\n", err);
         die("%s", err);
     }
-    if (!foreground)
-        daemonize(cfg->log == RG_LOG_STDERR);
+    if (!foreground && rg_daemonize(cfg->log == RG_LOG_STDERR, derr, sizeof derr) < 0)
+        die("%s", derr);
     if (cfg->policyd.pidfile) {
         pidfile = rg_strdup(cfg->policyd.pidfile);
-        write_pidfile(pidfile);
+        if (rg_write_pidfile(pidfile, derr, sizeof derr) < 0)
+            die("%s", derr);
     }
-    drop_privileges(cfg->policyd.user);
+    if (rg_drop_privileges(cfg->policyd.user, "policyd.user", derr, sizeof derr) < 0)
+        die("%s", derr);
 
     if ((g.base = event_base_new()) == NULL)
         die("event_base_new failed");

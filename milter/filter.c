@@ -1,0 +1,617 @@
+/*
+ * filter.c - relayguard-milter's libmilter callbacks: translate the MTA's
+ * events into rg_engine_check() calls and the verdicts into SMTP replies,
+ * then decorate accepted mail: remove inbound copies of relayguard's own
+ * headers, add the account's headers (headers.h) and DKIM-sign (dkim.h).
+ *
+ *   RCPT   RG_STAGE_RCPT   identity ({auth_authen}, client), sender domain,
+ *                          networks, countries, SIZE= (the MAIL checks, as
+ *                          relayguard-policyd does them), suppression,
+ *                          limits (reservation under MSGID)
+ *   EOH    RG_STAGE_HEADER header From (two From headers are refused)
+ *   EOM    RG_STAGE_EOM    real size, charge once (queue id {i})
+ *
+ * State: a connection (conn) is the smfi_setpriv data; its current message
+ * (msg) lives inside it.  Nothing per message is static: libmilter runs
+ * callbacks of different connections on different threads.  Every message
+ * ends in msg_end(), whether by end of message, abort, a new MAIL or close.
+ */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "dkim.h"
+#include "engine.h"
+#include "filter.h"
+#include "geoip.h"
+#include "headers.h"
+#include "log.h"
+#include "match.h"
+#include "store.h"
+#include "util.h"
+
+#define MAX_SIGNATURES 8
+
+/* ------------------------------------------------------------ generations */
+
+typedef struct gen {
+    rg_config *cfg;
+    rg_store *store;
+    rg_geoip *geo;
+    rg_engine *engine;
+    rg_dkim_keys *keys;
+    int refs;                   /* under gen_lock */
+} gen;
+
+static pthread_mutex_t gen_lock = PTHREAD_MUTEX_INITIALIZER;
+static gen *gen_current;
+static unsigned long long conn_counter;     /* atomic */
+
+static void gen_free(gen *g)
+{
+    /* the store first: the engine's account loads run on it */
+    g->store->free(g->store);
+    rg_engine_free(g->engine);
+    if (g->geo)
+        g->geo->free(g->geo);
+    rg_dkim_keys_unref(g->keys);
+    rg_config_free(g->cfg);
+    free(g);
+}
+
+static gen *gen_get(void)
+{
+    pthread_mutex_lock(&gen_lock);
+    gen *g = gen_current;
+    if (g)
+        g->refs++;
+    pthread_mutex_unlock(&gen_lock);
+    return g;
+}
+
+static void gen_put(gen *g)
+{
+    if (g == NULL)
+        return;
+    pthread_mutex_lock(&gen_lock);
+    int left = --g->refs;
+    pthread_mutex_unlock(&gen_lock);
+    if (left == 0)
+        gen_free(g);
+}
+
+int rg_milter_gen_install(rg_config *cfg, char *err, size_t errlen)
+{
+    char why[1024];
+    gen *g = rg_calloc(1, sizeof *g);
+    g->cfg = cfg;
+    g->refs = 1;
+    if ((g->keys = rg_dkim_keys_load(cfg, why, sizeof why)) == NULL) {
+        snprintf(err, errlen, "%s", why);
+        rg_config_free(cfg);
+        free(g);
+        return -1;
+    }
+    if (cfg->geoip_db && (g->geo = rg_geoip_open_mmdb(cfg->geoip_db, why, sizeof why)) == NULL) {
+        snprintf(err, errlen, "geoip_db %s: %s", cfg->geoip_db, why);
+        rg_dkim_keys_unref(g->keys);
+        rg_config_free(cfg);
+        free(g);
+        return -1;
+    }
+    g->store = rg_store_redis_pool(cfg, cfg->milter.store_connections);
+    g->engine = rg_engine_new(cfg, g->store, rg_clock_system(), g->geo, why, sizeof why);
+    if (g->engine == NULL) {
+        snprintf(err, errlen, "%s", why);
+        g->store->free(g->store);
+        if (g->geo)
+            g->geo->free(g->geo);
+        rg_dkim_keys_unref(g->keys);
+        rg_config_free(cfg);
+        free(g);
+        return -1;
+    }
+    rg_info("%zu DKIM key%s loaded", rg_dkim_keys_count(g->keys),
+            rg_dkim_keys_count(g->keys) == 1 ? "" : "s");
+    pthread_mutex_lock(&gen_lock);
+    gen *old = gen_current;
+    gen_current = g;
+    pthread_mutex_unlock(&gen_lock);
+    gen_put(old);
+    return 0;
+}
+
+void rg_milter_gen_shutdown(void)
+{
+    pthread_mutex_lock(&gen_lock);
+    gen *g = gen_current;
+    gen_current = NULL;
+    pthread_mutex_unlock(&gen_lock);
+    gen_put(g);
+}
+
+/* -------------------------------------------------------------- the state */
+
+typedef struct header {
+    char *name;
+    char *value;
+} header;
+
+typedef struct msg {
+    gen *g;                     /* the generation the message started with */
+    char msg_id[64];            /* "m-CONN-N": unique per message on this node */
+    char qid[64];
+    char login[RG_NAME_MAX];
+    char sender[RG_ADDR_MAX];
+    char account[RG_NAME_MAX];  /* "" until the engine ties the message to one */
+    int ours;                   /* 1: the engine tied it to an account; 0: dunno
+                                   (not ours); -1: not asked yet */
+    uint64_t size_declared;
+    unsigned nrcpt;
+    header *hdrs;
+    size_t nhdrs, caphdrs;
+    size_t nfrom;
+    uint64_t size;              /* header and body bytes, as the MTA counts them roughly */
+    rg_dkim_signer *signer;
+    rg_added_header added[RG_HEADERS_MAX];
+    int nadded;
+} msg;
+
+typedef struct conn {
+    unsigned long long id;
+    unsigned nmsg;
+    char client_addr[64];
+    char client_name[256];
+    char helo[256];
+    msg *m;
+} conn;
+
+static void msg_end(conn *c)
+{
+    msg *m = c->m;
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        free(m->hdrs[i].name);
+        free(m->hdrs[i].value);
+    }
+    free(m->hdrs);
+    rg_dkim_signer_free(m->signer);
+    rg_headers_free(m->added, m->nadded);
+    gen_put(m->g);
+    free(m);
+    c->m = NULL;
+}
+
+static void copy_macro(SMFICTX *ctx, const char *name, char *dst, size_t len)
+{
+    const char *v = smfi_getsymval(ctx, (char *)name);
+    if (v && v[0])
+        rg_strlcpy(dst, v, len);
+}
+
+/* ------------------------------------------------------------- verdicts */
+
+typedef struct answer {
+    int done;
+    rg_verdict v;
+} answer;
+
+static void on_verdict(void *arg, const rg_verdict *v)
+{
+    answer *a = arg;
+    a->v = *v;
+    a->done = 1;
+}
+
+/* Ask the engine; the blocking store answers before rg_engine_check returns. */
+static rg_verdict decide(msg *m, const rg_request *req)
+{
+    answer a;
+    memset(&a, 0, sizeof a);
+    rg_engine_check(m->g->engine, req, on_verdict, &a);
+    if (!a.done)
+        rg_panic("engine did not answer synchronously");
+    return a.v;
+}
+
+/* SMTP reply for a refusal; text without CR/LF, '%' doubled for libmilter. */
+static sfsistat refuse(SMFICTX *ctx, const rg_verdict *v)
+{
+    char code[8], text[RG_TEXT_MAX * 2];
+    size_t o = 0;
+    for (const char *p = v->text; *p && o + 3 < sizeof text; p++) {
+        if (*p == '\r' || *p == '\n')
+            text[o++] = ' ';
+        else if (*p == '%') {
+            text[o++] = '%';
+            text[o++] = '%';
+        } else
+            text[o++] = *p;
+    }
+    text[o] = '\0';
+    int temp = v->action == RG_TEMPFAIL;
+    int c = v->code;
+    if (temp && (c < 400 || c > 499))
+        c = 451;
+    if (!temp && (c < 500 || c > 599))
+        c = 550;
+    snprintf(code, sizeof code, "%d", c);
+    const char *dsn = v->dsn[0] ? v->dsn : (temp ? "4.7.1" : "5.7.1");
+    if (smfi_setreply(ctx, code, (char *)dsn, text) != MI_SUCCESS)
+        rg_warn("cannot set the reply '%s %s %s'", code, dsn, text);
+    return temp ? SMFIS_TEMPFAIL : SMFIS_REJECT;
+}
+
+/* Fill the parts of a request every stage shares. */
+static void base_request(const conn *c, const msg *m, rg_stage stage, rg_request *r)
+{
+    memset(r, 0, sizeof *r);
+    r->stage = stage;
+    r->msg_id = m->msg_id;
+    r->queue_id = m->qid;
+    r->sasl_username = m->login;
+    r->client_addr = c->client_addr;
+    r->client_name = c->client_name;
+    r->helo = c->helo;
+    r->sender = m->sender;
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+                             unsigned long f3, unsigned long *pf0, unsigned long *pf1,
+                             unsigned long *pf2, unsigned long *pf3)
+{
+    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_SETSYMLIST);
+    *pf1 = f1 & (SMFIP_NOUNKNOWN | SMFIP_NODATA);
+    *pf2 = 0;
+    *pf3 = 0;
+    if (f0 & SMFIF_SETSYMLIST) {
+        /* the macros relayguard needs, so the admin does not have to list them */
+        smfi_setsymlist(ctx, SMFIM_CONNECT, "{client_addr} {client_name} {daemon_name} j");
+        smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {auth_type} {mail_addr} {i}");
+        smfi_setsymlist(ctx, SMFIM_ENVRCPT, "{rcpt_addr} {i}");
+        smfi_setsymlist(ctx, SMFIM_EOH, "{i}");
+        smfi_setsymlist(ctx, SMFIM_EOM, "{i} {msg_size}");
+    }
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+{
+    conn *c = rg_calloc(1, sizeof *c);
+    c->id = __atomic_add_fetch(&conn_counter, 1, __ATOMIC_RELAXED);
+    if (hostname)
+        rg_strlcpy(c->client_name, hostname, sizeof c->client_name);
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)sa)->sin_addr, c->client_addr,
+                  sizeof c->client_addr);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)sa)->sin6_addr, c->client_addr,
+                  sizeof c->client_addr);
+    else
+        copy_macro(ctx, "{client_addr}", c->client_addr, sizeof c->client_addr);
+    smfi_setpriv(ctx, c);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_helo(SMFICTX *ctx, char *helo)
+{
+    conn *c = smfi_getpriv(ctx);
+    if (c && helo)
+        rg_strlcpy(c->helo, helo, sizeof c->helo);
+    return SMFIS_CONTINUE;
+}
+
+/* SIZE=n among the ESMTP parameters of MAIL FROM, 0 if absent. */
+static uint64_t esmtp_size(char **argv)
+{
+    for (int i = 1; argv && argv[i]; i++) {
+        if (strncasecmp(argv[i], "SIZE=", 5) == 0) {
+            char *end;
+            unsigned long long n = strtoull(argv[i] + 5, &end, 10);
+            if (*end == '\0')
+                return n;
+        }
+    }
+    return 0;
+}
+
+static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
+{
+    conn *c = smfi_getpriv(ctx);
+    if (c == NULL)
+        return SMFIS_TEMPFAIL;
+    msg_end(c);                 /* a previous message that never ended */
+    gen *g = gen_get();
+    if (g == NULL)
+        return SMFIS_TEMPFAIL;
+    msg *m = c->m = rg_calloc(1, sizeof *m);
+    m->g = g;
+    c->nmsg++;
+    snprintf(m->msg_id, sizeof m->msg_id, "m-%llu-%u", c->id, c->nmsg);
+    copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    copy_macro(ctx, "{auth_authen}", m->login, sizeof m->login);
+    const char *from = (argv && argv[0]) ? argv[0] : "";
+    rg_strlcpy(m->sender, from, sizeof m->sender);
+    m->size_declared = esmtp_size(argv);
+    /* The engine is first asked at RCPT, where it runs every MAIL check
+     * too (account, sender domain, networks, countries, SIZE=): one Redis
+     * round trip less per message, and envelope refusals come at the same
+     * stage as from relayguard-policyd. */
+    m->ours = -1;
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
+{
+    conn *c = smfi_getpriv(ctx);
+    msg *m = c ? c->m : NULL;
+    if (m == NULL)
+        return SMFIS_TEMPFAIL;
+    if (m->qid[0] == '\0')
+        copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    if (m->ours == 0) {
+        m->nrcpt++;             /* not relayguard's mail (dunno at the first RCPT) */
+        return SMFIS_CONTINUE;
+    }
+    rg_request r;
+    base_request(c, m, RG_STAGE_RCPT, &r);
+    r.recipient = (argv && argv[0]) ? argv[0] : "";
+    r.size = m->size_declared;
+    rg_verdict v = decide(m, &r);
+    if (v.action == RG_REJECT || v.action == RG_TEMPFAIL)
+        return refuse(ctx, &v);
+    m->ours = v.action == RG_ACCEPT;
+    rg_strlcpy(m->account, v.account, sizeof m->account);
+    m->nrcpt++;
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
+{
+    conn *c = smfi_getpriv(ctx);
+    msg *m = c ? c->m : NULL;
+    if (m == NULL)
+        return SMFIS_TEMPFAIL;
+    if (name == NULL)
+        name = "";
+    if (value == NULL)
+        value = "";
+    if (m->nhdrs == m->caphdrs) {
+        m->caphdrs = m->caphdrs ? 2 * m->caphdrs : 32;
+        m->hdrs = rg_realloc(m->hdrs, m->caphdrs * sizeof *m->hdrs);
+    }
+    m->hdrs[m->nhdrs].name = rg_strdup(name);
+    m->hdrs[m->nhdrs].value = rg_strdup(value);
+    m->nhdrs++;
+    m->size += strlen(name) + strlen(value) + 4;
+    if (strcasecmp(name, "From") == 0)
+        m->nfrom++;
+    return SMFIS_CONTINUE;
+}
+
+/* The From header values joined, so that two From headers read as two
+ * addresses and the engine refuses them like any From with several. */
+static char *from_values(const msg *m)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < m->nhdrs; i++)
+        if (strcasecmp(m->hdrs[i].name, "From") == 0)
+            len += strlen(m->hdrs[i].value) + 2;
+    char *s = rg_malloc(len);
+    s[0] = '\0';
+    for (size_t i = 0; i < m->nhdrs; i++) {
+        if (strcasecmp(m->hdrs[i].name, "From") != 0)
+            continue;
+        if (s[0])
+            rg_strlcat(s, ", ", len);
+        rg_strlcat(s, m->hdrs[i].value, len);
+    }
+    return s;
+}
+
+/* Decoration plan for an accepted message, made with the account in hand. */
+typedef struct plan {
+    msg *m;
+    const char *from_domain;
+    char err[256];
+    int failed;
+} plan;
+
+static void plan_with_account(void *arg, const rg_account *a)
+{
+    plan *p = arg;
+    msg *m = p->m;
+    if (a == NULL)
+        return;
+    int n = rg_headers_for_account(a, m->login, m->g->cfg, m->added, p->err, sizeof p->err);
+    if (n < 0) {
+        p->failed = 1;
+        return;
+    }
+    m->nadded = n;
+    /* only mail of an account allowed for the domain is signed */
+    if (p->from_domain && rg_account_allows_domain(a, p->from_domain))
+        m->signer = rg_dkim_signer_new(m->g->keys, m->g->cfg, p->from_domain, time(NULL));
+    for (int i = 0; m->signer && i < m->nadded; i++)
+        rg_dkim_sign_also(m->signer, m->added[i].name);
+}
+
+static sfsistat cb_eoh(SMFICTX *ctx)
+{
+    conn *c = smfi_getpriv(ctx);
+    msg *m = c ? c->m : NULL;
+    if (m == NULL)
+        return SMFIS_TEMPFAIL;
+    if (m->qid[0] == '\0')
+        copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    if (m->ours != 1)
+        return SMFIS_CONTINUE;
+    char *from = from_values(m);
+    rg_request r;
+    base_request(c, m, RG_STAGE_HEADER, &r);
+    r.header_from = from;
+    r.recipient_count = m->nrcpt;
+    rg_verdict v = decide(m, &r);
+    if (v.action == RG_REJECT || v.action == RG_TEMPFAIL) {
+        free(from);
+        return refuse(ctx, &v);
+    }
+    char addr[RG_ADDR_MAX];
+    plan p = { .m = m };
+    if (rg_header_from_addr(from, addr, sizeof addr) == 1)
+        p.from_domain = rg_addr_domain(addr);
+    free(from);
+    rg_engine_with_account(m->g->engine, m->account, plan_with_account, &p);
+    if (p.failed) {
+        rg_error("%s: %s", m->qid[0] ? m->qid : "NOQUEUE", p.err);
+        smfi_setreply(ctx, "451", "4.3.5", "relayguard: configuration error, try again later");
+        return SMFIS_TEMPFAIL;
+    }
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
+{
+    conn *c = smfi_getpriv(ctx);
+    msg *m = c ? c->m : NULL;
+    if (m == NULL)
+        return SMFIS_TEMPFAIL;
+    m->size += len;
+    if (m->signer)
+        rg_dkim_body(m->signer, buf, len);
+    return SMFIS_CONTINUE;
+}
+
+/* Remove inbound copies of relayguard's own headers (from the bottom, so
+ * the indexes of the ones still to go do not move). */
+static int strip_own_headers(SMFICTX *ctx, msg *m, char *keep)
+{
+    for (size_t i = m->nhdrs; i-- > 0;) {
+        keep[i] = 1;
+        if (!rg_headers_is_own(m->hdrs[i].name, m->added, m->nadded))
+            continue;
+        int idx = 0;
+        for (size_t j = 0; j <= i; j++)
+            if (strcasecmp(m->hdrs[j].name, m->hdrs[i].name) == 0)
+                idx++;
+        if (smfi_chgheader(ctx, m->hdrs[i].name, idx, NULL) != MI_SUCCESS)
+            return -1;
+        keep[i] = 0;
+    }
+    return 0;
+}
+
+static sfsistat cb_eom(SMFICTX *ctx)
+{
+    conn *c = smfi_getpriv(ctx);
+    msg *m = c ? c->m : NULL;
+    sfsistat rc = SMFIS_CONTINUE;
+    if (m == NULL)
+        return SMFIS_TEMPFAIL;
+    copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    char *keep = rg_calloc(m->nhdrs + 1, 1);
+    if (m->ours != 1) {
+        /* not relayguard's mail: only make sure nobody forges our headers */
+        if (strip_own_headers(ctx, m, keep) < 0)
+            rc = SMFIS_TEMPFAIL;
+        goto done;
+    }
+    rg_request r;
+    base_request(c, m, RG_STAGE_EOM, &r);
+    r.recipient_count = m->nrcpt;
+    r.size = m->size;
+    rg_verdict v = decide(m, &r);
+    if (v.action == RG_REJECT || v.action == RG_TEMPFAIL) {
+        rc = refuse(ctx, &v);
+        goto done;
+    }
+    if (strip_own_headers(ctx, m, keep) < 0)
+        goto failed;
+    /* the account's headers at the top, in order */
+    for (int i = m->nadded; i-- > 0;)
+        if (smfi_insheader(ctx, 0, m->added[i].name, m->added[i].value) != MI_SUCCESS)
+            goto failed;
+    if (m->signer) {
+        size_t n = 0;
+        rg_dkim_header *h = rg_calloc(m->nhdrs + (size_t)m->nadded + 1, sizeof *h);
+        for (int i = 0; i < m->nadded; i++)
+            h[n++] = (rg_dkim_header){ m->added[i].name, m->added[i].value };
+        for (size_t i = 0; i < m->nhdrs; i++)
+            if (keep[i])
+                h[n++] = (rg_dkim_header){ m->hdrs[i].name, m->hdrs[i].value };
+        char *sig[MAX_SIGNATURES], err[256];
+        int ns = rg_dkim_sign(m->signer, h, n, sig, MAX_SIGNATURES, err, sizeof err);
+        free(h);
+        if (ns < 0) {
+            rg_error("%s: DKIM: %s", m->qid[0] ? m->qid : "NOQUEUE", err);
+            goto failed;
+        }
+        int bad = 0;
+        for (int i = ns; i-- > 0;) {
+            if (!bad && smfi_insheader(ctx, 0, "DKIM-Signature", sig[i]) != MI_SUCCESS)
+                bad = 1;
+            free(sig[i]);
+        }
+        if (bad)
+            goto failed;
+        rg_debug("%s: signed (%d signature%s)", m->qid[0] ? m->qid : "NOQUEUE", ns,
+                 ns == 1 ? "" : "s");
+    }
+    goto done;
+failed:
+    /* never accept a message half decorated: the client tries again */
+    smfi_setreply(ctx, "451", "4.3.0", "relayguard: cannot sign the message, try again later");
+    rc = SMFIS_TEMPFAIL;
+done:
+    free(keep);
+    msg_end(c);
+    return rc;
+}
+
+static sfsistat cb_abort(SMFICTX *ctx)
+{
+    conn *c = smfi_getpriv(ctx);
+    if (c)
+        msg_end(c);
+    return SMFIS_CONTINUE;
+}
+
+static sfsistat cb_close(SMFICTX *ctx)
+{
+    conn *c = smfi_getpriv(ctx);
+    if (c) {
+        msg_end(c);
+        free(c);
+        smfi_setpriv(ctx, NULL);
+    }
+    return SMFIS_CONTINUE;
+}
+
+struct smfiDesc rg_milter_desc = {
+    .xxfi_name = "relayguard",
+    .xxfi_version = SMFI_VERSION,
+    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
+    .xxfi_connect = cb_connect,
+    .xxfi_helo = cb_helo,
+    .xxfi_envfrom = cb_envfrom,
+    .xxfi_envrcpt = cb_envrcpt,
+    .xxfi_header = cb_header,
+    .xxfi_eoh = cb_eoh,
+    .xxfi_body = cb_body,
+    .xxfi_eom = cb_eom,
+    .xxfi_abort = cb_abort,
+    .xxfi_close = cb_close,
+    .xxfi_unknown = NULL,
+    .xxfi_data = NULL,
+    .xxfi_negotiate = cb_negotiate,
+};

@@ -1,0 +1,25 @@
+/*
+ * daemon.h - what every relayguard daemon does at start: detach, write its
+ * pidfile, give up root.  Each returns 0, or -1 with the reason in err; the
+ * daemon decides to die (at start a failure is fatal).
+ */
+#ifndef RG_DAEMON_H
+#define RG_DAEMON_H
+
+#include <stddef.h>
+
+/* Fork twice, new session, chdir /, stdio to /dev/null (stderr kept when
+ * keep_stderr).  Only the grandchild returns. */
+int rg_daemonize(int keep_stderr, char *err, size_t errlen);
+
+/* Write the pid, mode 0644. */
+int rg_write_pidfile(const char *path, char *err, size_t errlen);
+
+/*
+ * Become user (when root).  setting names the config key for messages
+ * ("policyd.user").  NULL or "" does nothing.  Refuses to stay root when the
+ * user is unknown; when not root, logs a warning and stays who it is.
+ */
+int rg_drop_privileges(const char *user, const char *setting, char *err, size_t errlen);
+
+#endif
