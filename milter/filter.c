@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -128,8 +129,18 @@ int rg_milter_gen_install(rg_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Sessions between connect and the end of close (atomic). */
+static unsigned live_sessions;
+
 void rg_milter_gen_shutdown(void)
 {
+    /* smfi_main returns on SIGTERM while worker threads may still be closing
+     * their sessions: let them finish (at most 5 s) before the engine goes. */
+    for (int i = 0; i < 500 && __atomic_load_n(&live_sessions, __ATOMIC_ACQUIRE) > 0; i++)
+        usleep(10000);
+    if (__atomic_load_n(&live_sessions, __ATOMIC_ACQUIRE) > 0)
+        rg_warn("warning: stopping with %u sessions still open",
+                __atomic_load_n(&live_sessions, __ATOMIC_ACQUIRE));
     pthread_mutex_lock(&gen_lock);
     gen *g = gen_current;
     gen_current = NULL;
@@ -288,6 +299,7 @@ static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, u
 static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 {
     conn *c = rg_calloc(1, sizeof *c);
+    __atomic_add_fetch(&live_sessions, 1, __ATOMIC_ACQ_REL);
     c->id = __atomic_add_fetch(&conn_counter, 1, __ATOMIC_RELAXED);
     if (hostname)
         rg_strlcpy(c->client_name, hostname, sizeof c->client_name);
@@ -593,6 +605,7 @@ static sfsistat cb_close(SMFICTX *ctx)
         msg_end(c);
         free(c);
         smfi_setpriv(ctx, NULL);
+        __atomic_sub_fetch(&live_sessions, 1, __ATOMIC_ACQ_REL);
     }
     return SMFIS_CONTINUE;
 }
