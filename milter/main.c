@@ -53,19 +53,6 @@ static void usage(FILE *f)
 /* Start-up errors from daemon.c (single-threaded at that point). */
 static char derr[256];
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    char msg[1024];
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    rg_error("fatal: %s", msg);
-    exit(1);
-}
-
 static rg_config *load_config(char *err, size_t errlen)
 {
     rg_config *cfg = rg_config_load(g.config_path, err, errlen);
@@ -182,22 +169,22 @@ int main(int argc, char **argv)
 
     if (smfi_setconn(listen) != MI_SUCCESS || smfi_settimeout(timeout_s) != MI_SUCCESS ||
         smfi_register(rg_milter_desc) != MI_SUCCESS)
-        die("cannot set up libmilter for %s", listen);
+        rg_fatal("cannot set up libmilter for %s", listen);
     if (strncmp(listen, "unix:", 5) == 0 || strncmp(listen, "local:", 6) == 0)
         unlink(strchr(listen, ':') + 1);        /* a stale socket of a previous run */
     if (smfi_opensocket(true) != MI_SUCCESS) {
         if (!log_stderr)
             fprintf(stderr, IDENT ": cannot listen on %s\n", listen);
-        die("cannot listen on %s", listen);
+        rg_fatal("cannot listen on %s", listen);
     }
     if (strncmp(listen, "inet", 4) == 0 && rg_milter_tcp_tune_listener() == 0)
         rg_warn("warning: could not set TCP_NODELAY on %s", listen);
     if (!foreground && rg_daemonize(log_stderr, derr, sizeof derr) < 0)
-        die("%s", derr);
+        rg_fatal("%s", derr);
     if (pidfile && rg_write_pidfile(pidfile, derr, sizeof derr) < 0)
-        die("%s", derr);
+        rg_fatal("%s", derr);
     if (rg_drop_privileges(user, "milter.user", derr, sizeof derr) < 0)
-        die("%s", derr);
+        rg_fatal("%s", derr);
 
     rg_info("listening on %s (pid %ld)", listen, (long)getpid());
     int rc = smfi_main();

@@ -154,3 +154,16 @@ rg_panic(const char *fmt, ...)
     rg_log(LOG_CRIT, "panic: %s", msg);
     abort();
 }
+
+void
+rg_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    rg_error("fatal: %s", msg);
+    exit(1);
+}

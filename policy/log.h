@@ -27,6 +27,9 @@ void rg_vlog(int prio, const char *fmt, va_list ap);
 #define rg_warn(...)  rg_log(LOG_WARNING, __VA_ARGS__)
 #define rg_error(...) rg_log(LOG_ERR, __VA_ARGS__)
 
+/* A fatal start-up error: log "fatal: ..." and exit(1). */
+void rg_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
 /* A caller bug: log and abort (Postfix msg_panic). */
 void rg_panic(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 

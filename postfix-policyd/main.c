@@ -54,19 +54,6 @@ static void usage(FILE *f)
 /* Start-up errors from daemon.c (single-threaded at that point). */
 static char derr[256];
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    char msg[1024];
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    rg_error("fatal: %s", msg);
-    exit(1);
-}
-
 /* Load the configuration and apply -l.  NULL with a message in err. */
 static rg_config *load_config(char *err, size_t errlen)
 {
@@ -166,22 +153,22 @@ int main(int argc, char **argv)
     if ((fd = rg_listen_open(listen_spec, 1, &unix_path, &is_inet, err, sizeof err)) < 0) {
         if (cfg->log != RG_LOG_STDERR)
             fprintf(stderr, IDENT ": %s\n", err);
-        die("%s", err);
+        rg_fatal("%s", err);
     }
     if (!foreground && rg_daemonize(cfg->log == RG_LOG_STDERR, derr, sizeof derr) < 0)
-        die("%s", derr);
+        rg_fatal("%s", derr);
     if (cfg->policyd.pidfile) {
         pidfile = rg_strdup(cfg->policyd.pidfile);
         if (rg_write_pidfile(pidfile, derr, sizeof derr) < 0)
-            die("%s", derr);
+            rg_fatal("%s", derr);
     }
     if (rg_drop_privileges(cfg->policyd.user, "policyd.user", derr, sizeof derr) < 0)
-        die("%s", derr);
+        rg_fatal("%s", derr);
 
     if ((g.base = event_base_new()) == NULL)
-        die("event_base_new failed");
+        rg_fatal("event_base_new failed");
     if ((gen = rg_gen_new(cfg, g.base, err, sizeof err)) == NULL)
-        die("%s", err);
+        rg_fatal("%s", err);
     g.server = rg_server_new(g.base, fd, unix_path, is_inet, gen);
 
     sig_hup = evsignal_new(g.base, SIGHUP, on_hup, NULL);
@@ -189,7 +176,7 @@ int main(int argc, char **argv)
     sig_int = evsignal_new(g.base, SIGINT, on_term, NULL);
     if (!sig_hup || !sig_term || !sig_int || evsignal_add(sig_hup, NULL) < 0 ||
         evsignal_add(sig_term, NULL) < 0 || evsignal_add(sig_int, NULL) < 0)
-        die("cannot set up signal handling");
+        rg_fatal("cannot set up signal handling");
 
     rg_info("listening on %s (pid %ld)", listen_spec, (long) getpid());
     if (event_base_dispatch(g.base) < 0)
