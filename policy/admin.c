@@ -758,6 +758,8 @@ static int bucket_state(rg_admin *ad, const rg_limit *l, const char *bucket, uin
         return -1;
     st->holds = 0;
     for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        if (r->element[i]->str[0] == '_')
+            continue;           /* the summary fields _n and _lo */
         uint64_t slot = strtoull(r->element[i]->str, NULL, 10);
         long long units = strtoll(r->element[i + 1]->str, NULL, 10);
         if (slot * RG_HOLD_SLOT_MS > now_ms && units > 0)

@@ -32,20 +32,36 @@
 
 local gen = tonumber(redis.call('GET', 'rg:acct:gen') or '0')
 
+-- Cost matters here: the script runs for every decision, and what costs is
+-- not the commands but the glue.  Two conversions stood out (callgrind):
+-- strings to numbers (tonumber calls strtod twice) and numbers to strings
+-- (redis.call formats a Lua number with %.17g).  So the numbers of ARGV,
+-- which repeat from one decision of a batch to the next (clock, limits,
+-- TTL), are parsed once per batch (NUM), and integers go to redis.call as
+-- strings made with %d (int) or taken from ARGV as they came.
+local NUM = setmetatable({}, {__index = function(t, k)
+    local v = tonumber(k)
+    t[k] = v
+    return v
+end})
+local SMALL = {}
+for i = 0, 64 do SMALL[i] = tostring(i) end
+local function int(n) return SMALL[n] or string.format('%d', n) end
+
 local function decide(A)
-    local op, now = A[1], tonumber(A[2])
+    local op, now = A[1], NUM[A[2]]
     local node, msgkey, qid = A[3], A[4], A[5]
     local acct, login, client, country = A[6], A[7], A[8], A[9]
-    local sender, rcpt, nrcpt, size, stage = A[10], A[11], tonumber(A[12]) or 0, A[13], A[14]
-    local events_max, ttl, hour = A[19], tonumber(A[20]), A[21]
-    local nlimits = tonumber(A[22])
+    local sender, rcpt, nrcpt, size, stage = A[10], A[11], NUM[A[12]] or 0, A[13], A[14]
+    local events_max, ttl, hour = A[19], NUM[A[20]], A[21]
+    local nlimits = NUM[A[22]]
     local now_us = now * 1000
 
     local function event(verdict, code, reason, detail, nostats)
         redis.call('XADD', 'rg:events', 'MAXLEN', '~', events_max, '*',
             'ts', A[2], 'node', node, 'stage', stage, 'qid', qid,
             'account', acct, 'login', login, 'client', client, 'country', country,
-            'sender', sender, 'rcpt', rcpt, 'nrcpt', tostring(nrcpt), 'size', size,
+            'sender', sender, 'rcpt', rcpt, 'nrcpt', int(nrcpt), 'size', size,
             'verdict', verdict, 'code', code, 'reason', reason, 'detail', detail)
         -- Stats count refusals and sent messages; an accepted RCPT is counted
         -- when its message is charged at end of data.
@@ -55,9 +71,9 @@ local function decide(A)
         for _, a in ipairs(who) do
             local k = 'rg:st:' .. a .. ':' .. hour
             -- the first counter of a new hour sets its expiry (8 days)
-            if redis.call('HINCRBY', k, verdict, 1) == 1 then redis.call('EXPIRE', k, 691200) end
-            if reason ~= 'ok' then redis.call('HINCRBY', k, 'r:' .. reason, 1) end
-            if op == 'eom' and verdict == 'accept' then redis.call('HINCRBY', k, 'rcpt', nrcpt) end
+            if redis.call('HINCRBY', k, verdict, '1') == 1 then redis.call('EXPIRE', k, '691200') end
+            if reason ~= 'ok' then redis.call('HINCRBY', k, 'r:' .. reason, '1') end
+            if op == 'eom' and verdict == 'accept' then redis.call('HINCRBY', k, 'rcpt', int(nrcpt)) end
         end
     end
 
@@ -116,19 +132,28 @@ local function decide(A)
     if rkey and nlimits > 0 then
         local h = redis.call('HGETALL', rkey)
         for j = 1, #h, 2 do reserved[h[j]] = tonumber(h[j + 1]) end
+        -- holds in a slot that has lapsed are gone: reserve afresh
+        if reserved['_slot'] and reserved['_slot'] * 10000 <= now then reserved = {} end
     end
     -- Holds live in time slots of SLOT ms: a bucket's holds are the hash
     -- rg:h:BUCKET, field = slot number, value = units held; a slot's holds lapse
     -- when the slot (slot * SLOT ms) is past.  A message keeps all its holds in
-    -- the slot of its first reservation ('_slot' in its reservation).
+    -- the slot of its first reservation ('_slot' in its reservation).  Two
+    -- summary fields spare reading every slot on each decision: '_n' is the sum
+    -- of the units in the slots present, '_lo' is at most the lowest slot
+    -- present; while '_lo' has not lapsed every slot present is live and '_n'
+    -- is exact.  Otherwise (or with no summary yet) the slots are recounted
+    -- and the lapsed ones removed, once per slot at most.
     local SLOT = 10000
     local rslot = reserved['_slot']
+    -- the slot a reservation made now goes into
+    local tslot = rslot and int(rslot) or int(math.floor((now + ttl) / SLOT) + 1)
     for i = 1, nlimits do
         local b = 22 + (i - 1) * 9
         local l = {bucket = A[b + 1], kind = A[b + 2], unit = A[b + 3],
-                   count = tonumber(A[b + 4]), T = tonumber(A[b + 5]),
-                   tau = tonumber(A[b + 6]), win = A[b + 7],
-                   win_end = tonumber(A[b + 8]), hard = A[b + 9]}
+                   count = NUM[A[b + 4]], T = NUM[A[b + 5]],
+                   tau = NUM[A[b + 6]], win = A[b + 7],
+                   win_end = NUM[A[b + 8]], hard = A[b + 9]}
         l.hkey = 'rg:h:' .. l.bucket
         l.reserved = reserved[l.bucket]
         -- units this decision needs
@@ -146,12 +171,17 @@ local function decide(A)
         L[i] = l
     end
 
-    -- Release this message's holds (at eom, charged or not).
+    -- Release this message's holds (at eom, charged or not).  A slot that
+    -- was recounted away already gives back only what it still had.
     local function release(l)
         if not l.reserved or not rslot then return end
-        if redis.call('HINCRBY', l.hkey, rslot, -l.reserved) <= 0 then
-            redis.call('HDEL', l.hkey, rslot)
+        local v = redis.call('HINCRBY', l.hkey, tslot, int(-l.reserved))
+        local gone = l.reserved
+        if v <= 0 then
+            redis.call('HDEL', l.hkey, tslot)
+            if v < 0 then gone = math.max(0, l.reserved + v) end
         end
+        if gone > 0 then redis.call('HINCRBY', l.hkey, '_n', int(-gone)) end
     end
 
     if dup then
@@ -163,21 +193,52 @@ local function decide(A)
         return {gen, 'dup'}
     end
 
-    -- Units held in a bucket by messages in flight; lapsed slots are removed.
+    -- Units held in a bucket by messages in flight.  Also notes the bucket's
+    -- summary and the units already in the reservation slot, for reserve().
     local function held(l)
+        local r = redis.call('HMGET', l.hkey, '_n', '_lo', tslot)
+        local n, lo = tonumber(r[1]), tonumber(r[2])
+        if n and lo and lo * SLOT > now then
+            l.sum, l.lo, l.inslot = n, lo, tonumber(r[3]) or 0
+            return n
+        end
         local h = redis.call('HGETALL', l.hkey)
-        local sum, dead = 0, nil
+        local sum, low, dead = 0, nil, nil
         for j = 1, #h, 2 do
-            local slot = tonumber(h[j])
-            if slot and slot * SLOT > now then
-                sum = sum + (tonumber(h[j + 1]) or 0)
-            else
-                dead = dead or {}
-                dead[#dead + 1] = h[j]
+            local f = h[j]
+            if f ~= '_n' and f ~= '_lo' then
+                local slot = tonumber(f)
+                if slot and slot * SLOT > now then
+                    sum = sum + (tonumber(h[j + 1]) or 0)
+                    if not low or slot < low then low = slot end
+                else
+                    dead = dead or {}
+                    dead[#dead + 1] = f
+                end
             end
         end
         if dead then redis.call('HDEL', l.hkey, unpack(dead)) end
+        if low then
+            redis.call('HSET', l.hkey, '_n', int(sum), '_lo', int(low))
+        elseif #h > 0 then
+            redis.call('HDEL', l.hkey, '_n', '_lo')
+        end
+        l.sum, l.lo = sum, low
+        l.inslot = (low and tonumber(r[3])) or 0
         return sum
+    end
+
+    -- Hold l.n more units in the reservation slot: one HSET of the new slot
+    -- value and summary (held() read them in this same script run).
+    local function reserve(l)
+        local slot = tonumber(tslot)
+        if l.lo and slot >= l.lo then
+            redis.call('HSET', l.hkey, tslot, int(l.inslot + l.n), '_n', int(l.sum + l.n))
+        else
+            redis.call('HSET', l.hkey, tslot, int(l.inslot + l.n), '_n', int(l.sum + l.n), '_lo', tslot)
+        end
+        -- a new slot extends the hash's life past the slot
+        if l.inslot == 0 then redis.call('PEXPIRE', l.hkey, int(ttl + 2 * SLOT)) end
     end
 
     for i, l in ipairs(L) do
@@ -213,21 +274,17 @@ local function decide(A)
         -- Reserve: hold the units in the slot that lapses reservation_ttl from
         -- the message's first reservation, so a message that never reaches end
         -- of data (refused later, or aborted) gives them back by itself.
-        local slot = rslot or tostring(math.floor((now + ttl) / SLOT) + 1)
         local fields = {}
         for _, l in ipairs(L) do
             if l.n > 0 then
-                -- a new slot field extends the hash's life past the slot
-                if redis.call('HINCRBY', l.hkey, slot, l.n) == l.n then
-                    redis.call('PEXPIRE', l.hkey, ttl + 2 * SLOT)
-                end
+                reserve(l)
                 fields[#fields + 1] = l.bucket
-                fields[#fields + 1] = (l.reserved or 0) + l.n
+                fields[#fields + 1] = int((l.reserved or 0) + l.n)
             end
         end
         if #fields > 0 then
-            redis.call('HSET', rkey, '_slot', slot, unpack(fields))
-            redis.call('PEXPIRE', rkey, ttl)
+            redis.call('HSET', rkey, '_slot', tslot, unpack(fields))
+            redis.call('PEXPIRE', rkey, A[20])
         end
         event('accept', '250', 'ok', '')
         return {gen, 'ok'}
@@ -241,24 +298,24 @@ local function decide(A)
                 local bkey = 'rg:b:' .. l.bucket
                 local tat = tonumber(redis.call('GET', bkey) or '0')
                 local new = math.max(tat, now_us) + l.n * l.T
-                redis.call('SET', bkey, string.format('%.0f', new),
-                           'PX', math.ceil((new - now_us) / 1000) + 60000)
+                redis.call('SET', bkey, int(new),
+                           'PX', int(math.ceil((new - now_us) / 1000) + 60000))
             else
                 local qkey = 'rg:q:' .. l.bucket .. ':' .. l.win
-                redis.call('INCRBY', qkey, l.n)
+                redis.call('INCRBY', qkey, int(l.n))
                 -- relative to the engine's clock, not Redis's
-                redis.call('PEXPIRE', qkey, l.win_end - now + 691200000)
+                redis.call('PEXPIRE', qkey, int(l.win_end - now + 691200000))
             end
         end
         -- The charged-once marker: under the queue id when there is one (it
         -- also tells a second adapter on the same message), else in the
         -- reservation.  Either lives as long as a reservation would.
         if ckey then
-            redis.call('SET', ckey, '1', 'PX', ttl)
+            redis.call('SET', ckey, '1', 'PX', A[20])
             if rkey then redis.call('DEL', rkey) end
         elseif rkey then
             redis.call('HSET', rkey, '_charged', '1')
-            redis.call('PEXPIRE', rkey, ttl)
+            redis.call('PEXPIRE', rkey, A[20])
         end
         event('accept', '250', 'ok', '')
         return {gen, 'ok'}
@@ -271,7 +328,7 @@ end
 
 local out, pos = {}, 2
 for i = 1, tonumber(ARGV[1]) do
-    local argc = tonumber(ARGV[pos])
+    local argc = NUM[ARGV[pos]]
     out[i] = decide({unpack(ARGV, pos + 1, pos + argc)})
     pos = pos + 1 + argc
 end

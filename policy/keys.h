@@ -9,7 +9,9 @@
  *   rg:b:BUCKET              STRING  GCRA theoretical arrival time (µs), expires when idle
  *   rg:q:BUCKET:WINDOW       STRING  quota use in one calendar window, expires 8 days after the window
  *   rg:h:BUCKET              HASH    holds of messages in flight: slot -> units; slot s lapses at
- *                                    s * RG_HOLD_SLOT_MS (ms); a message holds in one slot
+ *                                    s * RG_HOLD_SLOT_MS (ms); a message holds in one slot;
+ *                                    summary "_n" (units in the slots present) and "_lo"
+ *                                    (<= the lowest slot present), so a check reads 3 fields
  *   rg:r:MSGKEY              HASH    a message's reservation: BUCKET -> held units, "_slot", "_charged", TTL reservation_ttl
  *   rg:c:NODE:QUEUEID        STRING  "charged" marker, TTL reservation_ttl
  *   rg:s:g                   HASH    global suppression: address -> "reason|since|expires|note"

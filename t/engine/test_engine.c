@@ -105,15 +105,23 @@ static long long redis_int(fixture *f, const char *fmt, ...)
     return v;
 }
 
-/* Units held in a bucket's hold hash (slot -> units), all slots summed. */
+/* Units held in a bucket's hold hash (slot -> units), all slots summed;
+ * also checks the summary field '_n' agrees when it is there. */
 static long long held_units(fixture *f, const char *bucket)
 {
-    redisReply *rep = redisCommand(f->r, "HVALS rg:h:%s", bucket);
+    redisReply *rep = redisCommand(f->r, "HGETALL rg:h:%s", bucket);
     assert_non_null(rep);
-    long long sum = 0;
-    for (size_t i = 0; i < rep->elements; i++)
-        sum += strtoll(rep->element[i]->str, NULL, 10);
+    long long sum = 0, n = -1;
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        long long v = strtoll(rep->element[i + 1]->str, NULL, 10);
+        if (strcmp(rep->element[i]->str, "_n") == 0)
+            n = v;
+        else if (rep->element[i]->str[0] != '_')
+            sum += v;
+    }
     freeReplyObject(rep);
+    if (n >= 0)
+        assert_int_equal(n, sum);
     return sum;
 }
 
@@ -347,6 +355,57 @@ static void test_refused_and_aborted_not_charged(void **state)
     assert_int_equal(send_msg(f, "one", "o@one.test", 1, NULL).action, RG_ACCEPT);
 }
 
+/* RCPTs of one message (its own msg_id), no EOM. */
+static void rcpts_only(fixture *f, const char *id, int n)
+{
+    char rcpt[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(rcpt, sizeof rcpt, "%s%d@dest.test", id, i);
+        rg_request req = { .stage = RG_STAGE_RCPT, .msg_id = id, .sasl_username = "rcpts",
+                           .client_addr = "192.0.2.10", .sender = "r@rcpts.test", .recipient = rcpt };
+        assert_int_equal(check(f, &req).action, RG_ACCEPT);
+    }
+}
+
+static rg_verdict eom_only(fixture *f, const char *id, unsigned n)
+{
+    rg_request req = { .stage = RG_STAGE_EOM, .msg_id = id, .queue_id = "", .sasl_username = "rcpts",
+                       .client_addr = "192.0.2.10", .sender = "r@rcpts.test", .recipient_count = n };
+    return check(f, &req);
+}
+
+/* The hold hash's summary (_n, _lo) stays equal to its live slots when the
+ * oldest slot lapses (recount), when a message whose slot lapsed ends late,
+ * and when a live message ends.  held_units() checks _n against the slots. */
+static void test_hold_slots_lapse(void **state)
+{
+    fixture *f = *state;
+    const char *b = "a:rcpts:quota-10-1d-rcpt";
+    uint64_t t0 = f->clock.now;
+    rcpts_only(f, "A", 2);
+    f->clock.now = t0 + 30000;              /* B reserves 3 slots later */
+    rcpts_only(f, "B", 3);
+    assert_int_equal(held_units(f, b), 5);
+    /* A's slot has lapsed, B's has not: A's 2 units no longer count */
+    f->clock.now = t0 + f->cfg->reservation_ttl_ms + RG_HOLD_SLOT_MS + 1000;
+    assert_int_equal(send_msg(f, "rcpts", "r@rcpts.test", 4, NULL).action, RG_ACCEPT);
+    assert_int_equal(held_units(f, b), 3);
+    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 4);
+    /* A ends late: checked again (4 used + 3 held + 2 <= 10) and charged;
+     * the summary is not touched by its lapsed holds */
+    assert_int_equal(eom_only(f, "A", 2).action, RG_ACCEPT);
+    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 6);
+    assert_int_equal(held_units(f, b), 3);
+    /* B ends: its reservation is charged and released */
+    assert_int_equal(eom_only(f, "B", 3).action, RG_ACCEPT);
+    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 9);
+    assert_int_equal(held_units(f, b), 0);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt _n"), 0);
+    /* one place left: the second recipient of the next message is refused */
+    assert_int_equal(send_msg(f, "rcpts", "r@rcpts.test", 2, NULL).action, RG_TEMPFAIL);
+    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 9);
+}
+
 static void test_scope_domain(void **state)
 {
     fixture *f = *state;
@@ -493,6 +552,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_global_domain_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suppression, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suspended_unknown_network_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_slots_lapse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_from, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noscript_recovery, setup, teardown),
         cmocka_unit_test(test_store_down),
