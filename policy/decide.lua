@@ -120,16 +120,18 @@ local function decide(A)
     -- Charged-once markers.
     local rkey = (msgkey ~= '') and ('rg:r:' .. msgkey) or nil
     local ckey = (qid ~= '') and ('rg:c:' .. node .. ':' .. qid) or nil
-    local dup = false
+    local dup, charged_here = false, false
     if op == 'eom' then
-        dup = (ckey and redis.call('EXISTS', ckey) == 1) or
-              (rkey and redis.call('HEXISTS', rkey, '_charged') == 1) or false
+        dup = (ckey and redis.call('EXISTS', ckey) == 1) or false
+        if not dup and rkey and redis.call('HEXISTS', rkey, '_charged') == 1 then
+            dup, charged_here = true, true
+        end
     end
 
     -- Limits: first check every bucket, then write, so a refusal changes nothing.
     local L = {}
     local reserved = {}
-    if rkey and nlimits > 0 then
+    if rkey and nlimits > 0 and not charged_here then
         local h = redis.call('HGETALL', rkey)
         for j = 1, #h, 2 do reserved[h[j]] = tonumber(h[j + 1]) end
         -- holds in a slot that has lapsed are gone: reserve afresh
@@ -184,9 +186,15 @@ local function decide(A)
         if gone > 0 then redis.call('HINCRBY', l.hkey, '_n', int(-gone)) end
     end
 
+    if dup and charged_here then
+        -- Charged already under this message key (no queue id): its holds
+        -- went back then, and the reservation stays the charged marker.
+        event('accept', '250', 'ok', 'already charged', true)
+        return {gen, 'dup'}
+    end
     if dup then
-        -- Charged already, by this adapter or another one on the same message
-        -- (policyd and milter together): only give back what this one held.
+        -- Charged already, by another adapter on the same message (policyd
+        -- and milter together): only give back what this one held.
         for _, l in ipairs(L) do release(l) end
         if rkey then redis.call('DEL', rkey) end
         event('accept', '250', 'ok', 'already charged', true)

@@ -406,6 +406,25 @@ static void test_hold_slots_lapse(void **state)
     assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 9);
 }
 
+/* A message without a queue id: its reservation is its charged marker, so
+ * end-of-message repeated (twice, three times) charges once and gives its
+ * holds back once. */
+static void test_eom_repeated_without_queue_id(void **state)
+{
+    fixture *f = *state;
+    const char *q = "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124";
+    rcpts_only(f, "R", 2);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(eom_only(f, "R", 2).action, RG_ACCEPT);
+    assert_int_equal(redis_int(f, q), 2);
+    assert_int_equal(held_units(f, "a:rcpts:quota-10-1d-rcpt"), 0);
+    /* another message's hold is not given back by a repeated end */
+    rcpts_only(f, "S", 1);
+    assert_int_equal(eom_only(f, "R", 2).action, RG_ACCEPT);
+    assert_int_equal(held_units(f, "a:rcpts:quota-10-1d-rcpt"), 1);
+    assert_int_equal(redis_int(f, q), 2);
+}
+
 static void test_scope_domain(void **state)
 {
     fixture *f = *state;
@@ -553,6 +572,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_suppression, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suspended_unknown_network_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_slots_lapse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_eom_repeated_without_queue_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_from, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noscript_recovery, setup, teardown),
         cmocka_unit_test(test_store_down),
