@@ -12,3 +12,11 @@ bench_policy_load_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 bench_policy_load_LDADD = $(LIBEVENT_LIBS)
 
 EXTRA_DIST += bench/common.sh bench/run-policy.sh bench/run-import.sh bench/run-milter.sh
+
+# bench/bounce-parse: rg_bounce_parse() in a loop (bench/run-bounce.sh)
+noinst_PROGRAMS += bench/bounce-parse
+bench_bounce_parse_SOURCES = bench/bounce-parse.c
+bench_bounce_parse_LDADD = policy/librgbounce.la policy/librgpolicy.la
+EXTRA_DIST += bench/run-bounce.sh
+# Exim: relayguard-exim.so against Exim alone and Exim's ratelimit (issue 4)
+EXTRA_DIST += bench/run-exim.sh

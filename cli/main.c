@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -73,6 +74,9 @@ static void warnx(const char *fmt, ...)
 }
 
 static void usage(FILE *f);
+int rg_cli_bounce(int argc, char **argv, const char *conf_path, bool json);   /* cli/bounce.c */
+int rg_cli_webhooks(const char *conf_path, bool json, int argc, char **argv); /* cli/webhooks.c */
+int rg_cli_account_resume(const char *conf_path, int argc, char **argv);      /* cli/detect.c */
 
 /* A usage error: message, a pointer to help, exit 2. */
 static void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -431,6 +435,9 @@ static const struct {
     { "local-users", "local_users" },
     { "client-networks", "client_networks" },
     { "max-size", "max_size" },
+    { "feedback-id", "feedback_id" },
+    { "list-unsubscribe", "list_unsubscribe" },
+    { "account-header", "account_header" },
     { NULL, NULL }
 };
 
@@ -438,6 +445,8 @@ static const optdef account_opts[] = {
     { "domains", true }, { "networks", true }, { "countries", true }, { "logins", true },
     { "local-users", true }, { "client-networks", true }, { "limit", true },
     { "no-limits", false }, { "max-size", true }, { "suspend", false }, { "resume", false },
+    { "feedback-id", true }, { "list-unsubscribe", true }, { "bulk", false }, { "no-bulk", false },
+    { "account-header", true },
     { NULL, false }
 };
 
@@ -470,6 +479,10 @@ static void account_apply(rg_account *a, const args *o)
             if (rg_account_set(a, "suspended", o->opt[i][0] == 's' ? "yes" : "no", err, sizeof err) < 0)
                 die(EX_USAGE, "account %s: %s", a->name, err);
             continue;
+        } else if (strcmp(o->opt[i], "bulk") == 0 || strcmp(o->opt[i], "no-bulk") == 0) {
+            if (rg_account_set(a, "bulk", o->opt[i][0] == 'b' ? "yes" : "no", err, sizeof err) < 0)
+                die(EX_USAGE, "account %s: %s", a->name, err);
+            continue;
         }
         if (key == NULL)
             continue;
@@ -496,6 +509,8 @@ static int account_write(const char *verb, const char *name, const args *o)
         usage_error("account %s: --suspend and --resume together", verb);
     if (opt_has(o, "limit") && opt_has(o, "no-limits"))
         usage_error("account %s: --limit and --no-limits together", verb);
+    if (opt_has(o, "bulk") && opt_has(o, "no-bulk"))
+        usage_error("account %s: --bulk and --no-bulk together", verb);
     if (!rg_account_name_valid(name))
         die(EX_USAGE, "account %s: bad name '%s' (1..64 of A-Z a-z 0-9 . _ @ + -)", verb, name);
 
@@ -566,7 +581,8 @@ static void print_account_json(const rg_account *a, const rg_fields *f)
     json_str(stdout, a->name);
     for (size_t i = 0; i < f->n; i++) {
         const char *k = f->keys[i];
-        if (strcmp(k, "limits") == 0 || strcmp(k, "max_size") == 0 || strcmp(k, "suspended") == 0)
+        if (strcmp(k, "limits") == 0 || strcmp(k, "max_size") == 0 || strcmp(k, "suspended") == 0 ||
+            strcmp(k, "bulk") == 0)
             continue;
         printf(",\n  ");
         json_str(stdout, k);
@@ -598,8 +614,9 @@ static void print_account_json(const rg_account *a, const rg_fields *f)
                l->kind == RG_LIMIT_RATE ? "rate" : "quota", l->unit == RG_UNIT_RCPT ? "rcpt" : "msg",
                scopes[l->scope <= RG_SCOPE_GLOBAL ? l->scope : 0], l->count, l->hard ? "true" : "false");
     }
-    printf("%s],\n  \"max_size\": %" PRIu64 ",\n  \"suspended\": %s\n}\n", a->n_limits ? "\n  " : "",
-           a->max_size, a->suspended ? "true" : "false");
+    printf("%s],\n  \"bulk\": %s,\n  \"max_size\": %" PRIu64 ",\n  \"suspended\": %s\n}\n",
+           a->n_limits ? "\n  " : "", a->bulk ? "true" : "false", a->max_size,
+           a->suspended ? "true" : "false");
 }
 
 static int account_show(const char *name)
@@ -696,7 +713,7 @@ static int cmd_account(int argc, char **argv)
 {
     args o;
     if (argc < 1)
-        usage_error("account: add, set, show, list or del?");
+        usage_error("account: add, set, show, list, del or resume?");
     const char *sub = argv[0];
     if (strcmp(sub, "add") == 0 || strcmp(sub, "set") == 0) {
         parse_args(argc - 1, argv + 1, account_opts, &o);
@@ -715,6 +732,10 @@ static int cmd_account(int argc, char **argv)
     if (strcmp(sub, "del") == 0) {
         want_pos(&o, 1, 1, "account del NAME");
         return account_del(o.pos[0]);
+    }
+    if (strcmp(sub, "resume") == 0) {   /* cli/detect.c */
+        want_pos(&o, 1, 1, "account resume NAME");
+        return rg_cli_account_resume(g_cli.conf_path, 1, (char **)&o.pos[0]);
     }
     usage_error("account: unknown command '%s'", sub);
 }
@@ -1426,7 +1447,8 @@ static int cmd_suppress(int argc, char **argv)
 /* --- events ------------------------------------------------------------------------ */
 
 static const optdef events_opts[] = {
-    { "follow", false }, { "count", true }, { "account", true }, { "verdict", true }, { NULL, false }
+    { "follow", false }, { "count", true }, { "account", true }, { "verdict", true },
+    { "type", true }, { NULL, false }
 };
 
 typedef struct events_ctx {
@@ -1513,23 +1535,32 @@ static int cmd_events(int argc, char **argv)
         if (*s == '\0' || *e || errno || count > 10000000)
             usage_error("bad --count '%s'", s);
     }
-    rg_event_filter flt = { opt_get(&o, "account"), opt_get(&o, "verdict") };
+    rg_event_filter flt = { opt_get(&o, "account"), opt_get(&o, "verdict"), NULL };
     if (flt.verdict && strcmp(flt.verdict, "accept") && strcmp(flt.verdict, "reject")
         && strcmp(flt.verdict, "tempfail") && strcmp(flt.verdict, "dunno"))
         usage_error("bad --verdict '%s' (accept, reject, tempfail, dunno)", flt.verdict);
+    /* --type: event types or patterns, "decision.reject", "decision.*", "detection" (keys.h) */
+    char **types = NULL;
+    if (opt_has(&o, "type") && (rg_event_patterns_parse(opt_get(&o, "type"), &types) < 0 || !types[0])) {
+        rg_strv_free(types);
+        usage_error("bad --type '%s' (e.g. decision.reject, 'decision.*', detection)", opt_get(&o, "type"));
+    }
+    flt.types = types;
     events_ctx c = { .array = g_cli.json && !follow, .first = true };
     char last[64];
     if (c.array)
         printf("[");
+    int rc = EX_OK;
     if (rg_admin_events_latest(store(), &flt, count, event_print, &c, last, sizeof last) < 0)
-        store_failed();
-    if (c.array)
+        rc = EX_STORE;
+    if (c.array && rc == EX_OK)
         printf("%s]\n", c.first ? "" : "\n");
-    if (!follow)
-        return EX_OK;
-    if (rg_admin_events_follow(store(), &flt, last, event_print, &c) < 0)
+    if (follow && rc == EX_OK && rg_admin_events_follow(store(), &flt, last, event_print, &c) < 0)
+        rc = EX_STORE;
+    rg_strv_free(types);
+    if (rc == EX_STORE)
         store_failed();
-    return EX_OK;
+    return rc;
 }
 
 /* --- stats ------------------------------------------------------------------------- */
@@ -1540,6 +1571,66 @@ static long long stat_get(const rg_fields *f, const char *k)
     return v ? strtoll(v, NULL, 10) : 0;
 }
 
+/* The hourly counters of the last 7 days, and how rows are made of them. */
+#define STAT_HOURS 168
+#define SPARK_HOURS 24
+
+typedef struct stat_row {
+    const char *label;          /* as printed */
+    const char *json;           /* key in --json */
+    const char *fields[4];      /* summed counter fields, NULL-terminated */
+} stat_row;
+
+static const stat_row stat_rows[] = {
+    { "accepted", "accepted", { "accept" } },          /* messages sent: charged at end of data */
+    { "recipients", "recipients", { "rcpt" } },
+    { "rejected", "rejected", { "reject" } },
+    { "tempfailed", "tempfailed", { "tempfail" } },
+    { "dunno", "dunno", { "dunno" } },
+    { "bounced", "bounced", { "b:hard", "b:soft", "b:block" } },
+    { "hard bounces", "hard_bounces", { "b:hard" } },
+    { "complaints", "complaints", { "b:complaint" } },
+};
+#define N_STAT_ROWS (sizeof stat_rows / sizeof stat_rows[0])
+
+static long long stat_sum(const rg_fields *hours, unsigned from, unsigned to, const char *const *fields)
+{
+    long long n = 0;
+    for (unsigned h = from; h < to; h++)
+        for (size_t i = 0; i < 4 && fields[i]; i++)
+            n += stat_get(&hours[h], fields[i]);
+    return n;
+}
+
+/* A sparkline of v[0..n) (oldest first): eight block heights when the
+ * terminal speaks UTF-8, else ASCII.  Zero is the lowest mark. */
+static void sparkline(FILE *f, const long long *v, size_t n, bool utf8)
+{
+    static const char *const blocks[] = { "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█" };
+    static const char ascii[] = "_.-~=+*#";
+    long long max = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] > max)
+            max = v[i];
+    for (size_t i = 0; i < n; i++) {
+        int level = (v[i] <= 0 || max <= 0) ? 0 : 1 + (int)((v[i] - 1) * 7 / max);
+        if (level > 7)
+            level = 7;
+        if (utf8)
+            fputs(blocks[level], f);
+        else
+            fputc(ascii[level], f);
+    }
+}
+
+static void json_rate(FILE *f, long long num, long long den)
+{
+    if (den > 0)
+        fprintf(f, "%.6f", (double)num / (double)den);
+    else
+        fputs("null", f);
+}
+
 static int cmd_stats(int argc, char **argv)
 {
     args o;
@@ -1548,58 +1639,110 @@ static int cmd_stats(int argc, char **argv)
     const char *account = o.npos ? o.pos[0] : "*";
     if (strcmp(account, "*") != 0 && !rg_account_name_valid(account))
         usage_error("bad account name '%s'", account);
-    static const unsigned hours[] = { 1, 24, 168 };
+    static const unsigned windows[] = { 1, 24, STAT_HOURS };
     static const char *const labels[] = { "1h", "24h", "7d" };
-    static const char *const rows[][2] = {
-        { "accept", "accepted" }, { "reject", "rejected" }, { "tempfail", "tempfailed" },
-        { "dunno", "dunno" }, { "rcpt", "recipients" },
-    };
-    rg_fields sums[3] = { { 0 }, { 0 }, { 0 } };
-    uint64_t now = now_ms();
-    for (size_t w = 0; w < 3; w++)
-        if (rg_admin_stats_sum(store(), account, now, hours[w], &sums[w]) < 0)
-            store_failed();
+    rg_fields *hours = rg_calloc(STAT_HOURS, sizeof *hours);
+    if (rg_admin_stats_hours(store(), account, now_ms(), STAT_HOURS, hours) < 0)
+        store_failed();
 
-    /* Reasons: every r:REASON seen in the widest window (it holds all others). */
-    const rg_fields *all = &sums[2];
+    /* Reasons: every r:REASON seen in the 7 days, in first-seen order. */
+    const char **reasons = NULL;
+    size_t nreasons = 0;
+    for (unsigned h = 0; h < STAT_HOURS; h++)
+        for (size_t i = 0; i < hours[h].n; i++) {
+            const char *k = hours[h].keys[i];
+            if (strncmp(k, "r:", 2) != 0)
+                continue;
+            size_t j;
+            for (j = 0; j < nreasons && strcmp(reasons[j], k) != 0; j++)
+                ;
+            if (j == nreasons) {
+                reasons = rg_realloc(reasons, (nreasons + 1) * sizeof *reasons);
+                reasons[nreasons++] = k;
+            }
+        }
+    static const char *const accept_f[] = { "accept", NULL }, *const hard_f[] = { "b:hard", NULL },
+                             *const compl_f[] = { "b:complaint", NULL };
+    long long spark[SPARK_HOURS];
+
     if (g_cli.json) {
         printf("{\n  \"account\": ");
         json_str(stdout, account);
         for (size_t w = 0; w < 3; w++) {
             printf(",\n  \"%s\": {", labels[w]);
-            for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
-                printf("%s\"%s\": %lld", r ? ", " : "", rows[r][1], stat_get(&sums[w], rows[r][0]));
+            for (size_t r = 0; r < N_STAT_ROWS; r++)
+                printf("%s\"%s\": %lld", r ? ", " : "", stat_rows[r].json,
+                       stat_sum(hours, 0, windows[w], stat_rows[r].fields));
+            long long sent = stat_sum(hours, 0, windows[w], accept_f);
+            printf(", \"hard_bounce_rate\": ");
+            json_rate(stdout, stat_sum(hours, 0, windows[w], hard_f), sent);
+            printf(", \"complaint_rate\": ");
+            json_rate(stdout, stat_sum(hours, 0, windows[w], compl_f), sent);
             printf(", \"reasons\": {");
-            bool first = true;
-            for (size_t i = 0; i < all->n; i++) {
-                if (strncmp(all->keys[i], "r:", 2) != 0)
-                    continue;
-                json_sep(stdout, &first);
-                json_str(stdout, all->keys[i] + 2);
-                printf(": %lld", stat_get(&sums[w], all->keys[i]));
+            for (size_t i = 0; i < nreasons; i++) {
+                const char *f[] = { reasons[i], NULL };
+                printf("%s", i ? ", " : "");
+                json_str(stdout, reasons[i] + 2);
+                printf(": %lld", stat_sum(hours, 0, windows[w], f));
             }
             printf("}}");
         }
-        printf("\n}\n");
+        /* the last 24 hours, oldest first, as the sparklines show them */
+        printf(",\n  \"hourly\": {");
+        for (size_t r = 0; r < N_STAT_ROWS; r++) {
+            printf("%s\"%s\": [", r ? ", " : "", stat_rows[r].json);
+            for (int h = SPARK_HOURS - 1; h >= 0; h--)
+                printf("%lld%s", stat_sum(hours, (unsigned)h, (unsigned)h + 1, stat_rows[r].fields),
+                       h ? ", " : "");
+            printf("]");
+        }
+        printf("}\n}\n");
     } else {
-        printf("%-24s %10s %10s %10s\n", strcmp(account, "*") == 0 ? "all accounts" : account,
-               labels[0], labels[1], labels[2]);
-        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
-            printf("%-24s %10lld %10lld %10lld\n", rows[r][1], stat_get(&sums[0], rows[r][0]),
-                   stat_get(&sums[1], rows[r][0]), stat_get(&sums[2], rows[r][0]));
-        bool label = false;
-        for (size_t i = 0; i < all->n; i++) {
-            if (strncmp(all->keys[i], "r:", 2) != 0)
+        setlocale(LC_CTYPE, "");
+        bool utf8 = MB_CUR_MAX > 1;
+        printf("%-24s %10s %10s %10s  %s\n", strcmp(account, "*") == 0 ? "all accounts" : account,
+               labels[0], labels[1], labels[2], "last 24 hours");
+        for (size_t r = 0; r < N_STAT_ROWS + 2 + nreasons; r++) {
+            const char *label;
+            const char *rf[] = { NULL, NULL };
+            const char *const *fields;
+            if (r < N_STAT_ROWS) {
+                label = stat_rows[r].label;
+                fields = stat_rows[r].fields;
+            } else if (r < N_STAT_ROWS + 2) {
+                /* rates of the sent messages: a row without a sparkline */
+                const char *const *f = r == N_STAT_ROWS ? hard_f : compl_f;
+                printf("%-24s", r == N_STAT_ROWS ? "hard-bounce rate" : "complaint rate");
+                for (size_t w = 0; w < 3; w++) {
+                    long long sent = stat_sum(hours, 0, windows[w], accept_f);
+                    if (sent > 0)
+                        printf(" %9.2f%%", 100.0 * (double)stat_sum(hours, 0, windows[w], f) / (double)sent);
+                    else
+                        printf(" %10s", "-");
+                }
+                printf("\n");
+                if (r == N_STAT_ROWS + 1 && nreasons)
+                    printf("refused, by reason:\n");
                 continue;
-            if (!label)
-                printf("refused, by reason:\n");
-            label = true;
-            printf("  %-22s %10lld %10lld %10lld\n", all->keys[i] + 2, stat_get(&sums[0], all->keys[i]),
-                   stat_get(&sums[1], all->keys[i]), stat_get(&sums[2], all->keys[i]));
+            } else {
+                rf[0] = reasons[r - N_STAT_ROWS - 2];
+                label = rf[0] + 2;
+                fields = rf;
+            }
+            bool by_reason = r >= N_STAT_ROWS + 2;
+            printf("%s%-*s %10lld %10lld %10lld  ", by_reason ? "  " : "", by_reason ? 22 : 24, label,
+                   stat_sum(hours, 0, 1, fields), stat_sum(hours, 0, 24, fields),
+                   stat_sum(hours, 0, STAT_HOURS, fields));
+            for (int h = SPARK_HOURS - 1; h >= 0; h--)
+                spark[SPARK_HOURS - 1 - h] = stat_sum(hours, (unsigned)h, (unsigned)h + 1, fields);
+            sparkline(stdout, spark, SPARK_HOURS, utf8);
+            printf("\n");
         }
     }
-    for (size_t w = 0; w < 3; w++)
-        rg_fields_clear(&sums[w]);
+    free(reasons);
+    for (unsigned h = 0; h < STAT_HOURS; h++)
+        rg_fields_clear(&hours[h]);
+    free(hours);
     return EX_OK;
 }
 
@@ -1831,18 +1974,22 @@ static void usage(FILE *f)
         "  account add|set NAME [--domains D,..] [--networks CIDR,..] [--countries CC,..]\n"
         "                  [--logins L,..] [--local-users U,..] [--client-networks CIDR,..]\n"
         "                  [--limit SPEC].. [--no-limits] [--max-size SIZE] [--suspend|--resume]\n"
-        "  account show NAME | list | del NAME\n"
+        "                  [--feedback-id TEXT] [--list-unsubscribe '<URI>, ..'] [--bulk|--no-bulk]\n"
+        "                  [--account-header 'NAME [hmac]']   (\"\" clears a text option)\n"
+        "  account show NAME | list | del NAME | resume NAME\n"
         "  limit show|reset ACCOUNT|--global [--limit NAME] [--domain D|--ip A]\n"
         "  suppress add ADDR [--account A] [--reason R] [--expires 30d|DATE] [--note TEXT]\n"
         "  suppress del|check ADDR [--account A]\n"
         "  suppress list|export [--account A]\n"
         "  suppress import FILE|- [--account A]\n"
-        "  events [--follow] [--count N] [--account A] [--verdict V]\n"
+        "  events [--follow] [--count N] [--account A] [--verdict V] [--type T]\n"
         "  stats [ACCOUNT]\n"
         "  check-config [--accounts FILE]\n"
         "  load FILE [--dry-run] [--prune]\n"
         "  dkim keygen DOMAIN SELECTOR [--ed25519] [--dir DIR]\n"
         "  dkim list\n"
+        "  webhooks status | list-dead | retry ID|--all\n"
+        "  bounce [--rcpt ADDR] < MESSAGE | bounce parse FILE.. | bounce token ACCOUNT SENDER RCPT..\n"
         "  version | help\n"
         "\n"
         "-c FILE: config (default %s); --json: JSON output where the output is data.\n"
@@ -1895,6 +2042,10 @@ int main(int argc, char **argv)
         printf("relayguard %s\n", RG_VERSION);
         return EX_OK;
     }
+    if (strcmp(verb, "bounce") == 0)    /* cli/bounce.c: sysexits(3) codes for the MTA */
+        return rg_cli_bounce(argc - i - 1, argv + i + 1, g_cli.conf_path, g_cli.json);
+    if (strcmp(verb, "webhooks") == 0)  /* cli/webhooks.c: relayguard-webhookd's queues */
+        return rg_cli_webhooks(g_cli.conf_path, g_cli.json, argc - i - 1, argv + i + 1);
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++) {
         if (strcmp(verb, cmds[k].name) == 0) {
             int rc = cmds[k].fn(argc - i - 1, argv + i + 1);

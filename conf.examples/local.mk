@@ -11,3 +11,10 @@ dist_examples_DATA += \
 	conf.examples/sendmail.mc \
 	conf.examples/relayguard-milter.service \
 	conf.examples/opendkim-migration.txt
+# relayguard-exim.so (issue 4), installed in examples/exim
+eximexamplesdir = $(examplesdir)/exim
+dist_eximexamples_DATA = \
+	conf.examples/exim/main.conf \
+	conf.examples/exim/acls.conf \
+	conf.examples/exim/transport.conf \
+	conf.examples/exim/cpanel.txt

@@ -11,6 +11,12 @@
  *   EOH    RG_STAGE_HEADER header From (two From headers are refused)
  *   EOM    RG_STAGE_EOM    real size, charge once (queue id {i})
  *
+ * Postfix's non_smtpd_milters (sendmail/pickup) may not refuse a recipient:
+ * there a RCPT refusal is returned at end of headers, and Postfix bounces
+ * the message.  Postfix hides from milters the "Received: ... (Postfix,
+ * from userid N)" header it adds to such mail, so the unix user is not
+ * known here: local submission is the client localhost [127.0.0.1].
+ *
  * State: a connection (conn) is the smfi_setpriv data; its current message
  * (msg) lives inside it.  Nothing per message is static: libmilter runs
  * callbacks of different connections on different threads.  Every message
@@ -173,6 +179,8 @@ typedef struct msg {
     rg_dkim_signer *signer;
     rg_added_header added[RG_HEADERS_MAX];
     int nadded;
+    int deferred;               /* nonsmtp: a RCPT refusal waits in refusal */
+    rg_verdict refusal;
 } msg;
 
 typedef struct conn {
@@ -180,7 +188,8 @@ typedef struct conn {
     unsigned nmsg;
     char client_addr[64];
     char client_name[256];
-    char helo[256];
+    int nonsmtp;                /* Postfix non_smtpd_milters: sendmail/pickup, QMQP */
+    unsigned long nr;           /* SMFIP_NR_* the MTA granted: steps without a reply */
     msg *m;
 } conn;
 
@@ -271,36 +280,80 @@ static void base_request(const conn *c, const msg *m, rg_stage stage, rg_request
     r->sasl_username = m->login;
     r->client_addr = c->client_addr;
     r->client_name = c->client_name;
-    r->helo = c->helo;
     r->sender = m->sender;
 }
 
 /* ------------------------------------------------------------ callbacks */
+
+/*
+ * The protocol steps each message costs are most of the milter's CPU
+ * (libmilter polls and reads twice per packet, in a thread per
+ * connection), so ask the MTA for as few as the checks need:
+ *  - no HELO, DATA or unknown commands;
+ *  - no reply to connect, MAIL, each header and each body chunk
+ *    (SMFIP_NR_*: those callbacks never refuse; a MAIL that cannot be
+ *    served is refused at RCPT, where its message state is missing);
+ *  - only the macros that are read.  (Postfix sends a stage's macro packet
+ *    even for a command it then skips, and the end-of-header list before
+ *    every header: those packets cannot be saved, only kept small.  The
+ *    queue id {i} comes with MAIL from Sendmail, from DATA on with Postfix.)
+ * The flags granted are kept in the connection's state, which is therefore
+ * made at negotiation (libmilter's worker pool runs the callbacks of one
+ * connection on any of its threads).
+ */
+#define RG_NR_FLAGS (SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_BODY)
+
+/* The connection's state, made by the first callback (negotiation, or
+ * connect with an MTA that does not negotiate); freed in cb_close. */
+static conn *conn_of(SMFICTX *ctx)
+{
+    conn *c = smfi_getpriv(ctx);
+    if (c == NULL) {
+        c = rg_calloc(1, sizeof *c);
+        __atomic_add_fetch(&live_sessions, 1, __ATOMIC_ACQ_REL);
+        c->id = __atomic_add_fetch(&conn_counter, 1, __ATOMIC_RELAXED);
+        smfi_setpriv(ctx, c);
+    }
+    return c;
+}
 
 static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                              unsigned long *pf2, unsigned long *pf3)
 {
     *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_SETSYMLIST);
-    *pf1 = f1 & (SMFIP_NOUNKNOWN | SMFIP_NODATA);
+    *pf1 = f1 & (SMFIP_NOUNKNOWN | SMFIP_NOHELO | SMFIP_NODATA | RG_NR_FLAGS);
+    conn_of(ctx)->nr = *pf1 & RG_NR_FLAGS;
     *pf2 = 0;
     *pf3 = 0;
     if (f0 & SMFIF_SETSYMLIST) {
         /* the macros relayguard needs, so the admin does not have to list them */
-        smfi_setsymlist(ctx, SMFIM_CONNECT, "{client_addr} {client_name} {daemon_name} j");
-        smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {auth_type} {mail_addr} {i}");
-        smfi_setsymlist(ctx, SMFIM_ENVRCPT, "{rcpt_addr} {i}");
+        smfi_setsymlist(ctx, SMFIM_CONNECT, "{client_addr} {client_port} {daemon_port}");
+        smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {i}");
+        smfi_setsymlist(ctx, SMFIM_ENVRCPT, "{i}");
+        smfi_setsymlist(ctx, SMFIM_DATA, "{i}");
         smfi_setsymlist(ctx, SMFIM_EOH, "{i}");
-        smfi_setsymlist(ctx, SMFIM_EOM, "{i} {msg_size}");
+        smfi_setsymlist(ctx, SMFIM_EOM, "{i}");
     }
     return SMFIS_CONTINUE;
 }
 
+/* SMFIS_CONTINUE, or no reply at all where the MTA agreed to that. */
+static sfsistat go_on(const conn *c, unsigned long nr_flag)
+{
+    return c && (c->nr & nr_flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+/* A step that cannot go on: tempfail, or (no reply allowed) nothing now and
+ * a tempfail at the next step that replies, which finds no message state. */
+static sfsistat cannot_go_on(const conn *c, unsigned long nr_flag)
+{
+    return c && (c->nr & nr_flag) ? SMFIS_NOREPLY : SMFIS_TEMPFAIL;
+}
+
 static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
 {
-    conn *c = rg_calloc(1, sizeof *c);
-    __atomic_add_fetch(&live_sessions, 1, __ATOMIC_ACQ_REL);
-    c->id = __atomic_add_fetch(&conn_counter, 1, __ATOMIC_RELAXED);
+    conn *c = conn_of(ctx);
     if (hostname)
         rg_strlcpy(c->client_name, hostname, sizeof c->client_name);
     if (sa && sa->sa_family == AF_INET)
@@ -311,16 +364,15 @@ static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
                   sizeof c->client_addr);
     else
         copy_macro(ctx, "{client_addr}", c->client_addr, sizeof c->client_addr);
-    smfi_setpriv(ctx, c);
-    return SMFIS_CONTINUE;
-}
-
-static sfsistat cb_helo(SMFICTX *ctx, char *helo)
-{
-    conn *c = smfi_getpriv(ctx);
-    if (c && helo)
-        rg_strlcpy(c->helo, helo, sizeof c->helo);
-    return SMFIS_CONTINUE;
+    /* Postfix emulates SMTP for mail that did not come through smtpd
+     * (sendmail/pickup, QMQP) and then sends port 0; such a session must
+     * not refuse a recipient ("can't reject recipient in non-smtpd(8)
+     * submission": Postfix retries the message forever), so its RCPT
+     * refusals are given at end of headers instead. */
+    const char *cport = smfi_getsymval(ctx, (char *)"{client_port}");
+    const char *dport = smfi_getsymval(ctx, (char *)"{daemon_port}");
+    c->nonsmtp = (cport && strcmp(cport, "0") == 0) || (dport && strcmp(dport, "0") == 0);
+    return go_on(c, SMFIP_NR_CONN);
 }
 
 /* SIZE=n among the ESMTP parameters of MAIL FROM, 0 if absent. */
@@ -341,11 +393,11 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 {
     conn *c = smfi_getpriv(ctx);
     if (c == NULL)
-        return SMFIS_TEMPFAIL;
+        return cannot_go_on(c, SMFIP_NR_MAIL);
     msg_end(c);                 /* a previous message that never ended */
     gen *g = gen_get();
     if (g == NULL)
-        return SMFIS_TEMPFAIL;
+        return cannot_go_on(c, SMFIP_NR_MAIL);
     msg *m = c->m = rg_calloc(1, sizeof *m);
     m->g = g;
     c->nmsg++;
@@ -360,7 +412,7 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
      * round trip less per message, and envelope refusals come at the same
      * stage as from relayguard-policyd. */
     m->ours = -1;
-    return SMFIS_CONTINUE;
+    return go_on(c, SMFIP_NR_MAIL);
 }
 
 static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
@@ -380,6 +432,13 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     r.recipient = (argv && argv[0]) ? argv[0] : "";
     r.size = m->size_declared;
     rg_verdict v = decide(m, &r);
+    if ((v.action == RG_REJECT || v.action == RG_TEMPFAIL) && c->nonsmtp) {
+        if (!m->deferred) {
+            m->refusal = v;     /* the first refusal is the message's */
+            m->deferred = 1;
+        }
+        return SMFIS_CONTINUE;
+    }
     if (v.action == RG_REJECT || v.action == RG_TEMPFAIL)
         return refuse(ctx, &v);
     m->ours = v.action == RG_ACCEPT;
@@ -393,7 +452,7 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
     conn *c = smfi_getpriv(ctx);
     msg *m = c ? c->m : NULL;
     if (m == NULL)
-        return SMFIS_TEMPFAIL;
+        return cannot_go_on(c, SMFIP_NR_HDR);
     if (name == NULL)
         name = "";
     if (value == NULL)
@@ -408,7 +467,7 @@ static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
     m->size += strlen(name) + strlen(value) + 4;
     if (strcasecmp(name, "From") == 0)
         m->nfrom++;
-    return SMFIS_CONTINUE;
+    return go_on(c, SMFIP_NR_HDR);
 }
 
 /* The From header values joined, so that two From headers read as two
@@ -466,6 +525,8 @@ static sfsistat cb_eoh(SMFICTX *ctx)
         return SMFIS_TEMPFAIL;
     if (m->qid[0] == '\0')
         copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    if (m->deferred)
+        return refuse(ctx, &m->refusal);    /* non-SMTP: Postfix bounces it */
     if (m->ours != 1)
         return SMFIS_CONTINUE;
     char *from = from_values(m);
@@ -497,12 +558,13 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
     conn *c = smfi_getpriv(ctx);
     msg *m = c ? c->m : NULL;
     if (m == NULL)
-        return SMFIS_TEMPFAIL;
+        return cannot_go_on(c, SMFIP_NR_BODY);
     m->size += len;
     if (m->signer)
         rg_dkim_body(m->signer, buf, len);
-    return SMFIS_CONTINUE;
+    return go_on(c, SMFIP_NR_BODY);
 }
+
 
 /* Remove inbound copies of relayguard's own headers (from the bottom, so
  * the indexes of the ones still to go do not move). */
@@ -615,7 +677,7 @@ struct smfiDesc rg_milter_desc = {
     .xxfi_version = SMFI_VERSION,
     .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
     .xxfi_connect = cb_connect,
-    .xxfi_helo = cb_helo,
+    .xxfi_helo = NULL,
     .xxfi_envfrom = cb_envfrom,
     .xxfi_envrcpt = cb_envrcpt,
     .xxfi_header = cb_header,

@@ -5,6 +5,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "account.h"
+#include "config.h"
 #include "util.h"
 
 #define LOGIN_MAX 127
@@ -55,6 +57,8 @@ rg_account_new(const char *name)
     a->local_users = strv_empty();
     a->domains = strv_empty();
     a->countries = strv_empty();
+    a->webhook_events = strv_empty();
+    a->detect_action = -1;
     return a;
 }
 
@@ -75,6 +79,10 @@ rg_account_free(rg_account *a)
     free(a->feedback_id);
     free(a->list_unsubscribe);
     free(a->account_header);
+    free(a->webhook_url);
+    rg_strv_free(a->webhook_events);
+    free(a->webhook_secret);
+    free(a->throttle);
     free(a);
 }
 
@@ -331,6 +339,66 @@ rg_account_set(rg_account *a, const char *key, const char *value, char *err, siz
         set_opt_str(&a->account_header, n ? w[0] : "");
         a->account_header_hmac = n == 2;
         rg_strv_free(w);
+    } else if (strcmp(key, "webhook_url") == 0) {
+        if (value[0] && !rg_webhook_url_valid(value)) {
+            rg_seterr(err, errlen, "bad webhook_url '%s' (http://HOST/PATH or https://HOST/PATH)",
+                      value);
+            return -1;
+        }
+        set_opt_str(&a->webhook_url, value);
+    } else if (strcmp(key, "webhook_events") == 0) {
+        char **l;
+        if (rg_event_patterns_parse(value, &l) < 0) {
+            rg_seterr(err, errlen, "bad webhook_events '%s' (event types or patterns such as "
+                      "decision.reject, detection)", value);
+            return -1;
+        }
+        rg_strv_free(a->webhook_events);
+        a->webhook_events = l;
+    } else if (strcmp(key, "webhook_secret") == 0) {
+        if (value[0] && (strlen(value) < 16 || !rg_text_clean(value))) {
+            rg_seterr(err, errlen, "bad webhook_secret (16 printable characters at least)");
+            return -1;
+        }
+        set_opt_str(&a->webhook_secret, value);
+    } else if (strcmp(key, "detect_action") == 0) {
+        rg_detect_action act;
+        if (value[0] == '\0' || strcmp(value, "default") == 0) {
+            a->detect_action = -1;
+        } else if (rg_detect_action_parse(value, &act) == 0) {
+            a->detect_action = (int)act;
+        } else {
+            rg_seterr(err, errlen, "bad detect_action '%s' (alert, throttle or suspend)", value);
+            return -1;
+        }
+    } else if (strcmp(key, "throttle") == 0) {
+        rg_limit l;
+        char why[256];
+        if (value[0] == '\0') {
+            free(a->throttle);
+            a->throttle = NULL;
+            return 0;
+        }
+        if (rg_limit_parse(value, RG_SCOPE_ACCOUNT, &l, why, sizeof why) < 0) {
+            rg_seterr(err, errlen, "bad throttle: %s", why);
+            return -1;
+        }
+        if (l.scope != RG_SCOPE_ACCOUNT) {
+            rg_seterr(err, errlen, "bad throttle '%s' (the scope is the account)", value);
+            return -1;
+        }
+        if (a->throttle == NULL)
+            a->throttle = rg_malloc(sizeof *a->throttle);
+        *a->throttle = l;
+    } else if (strcmp(key, "throttle_until") == 0) {
+        char *end;
+        errno = 0;
+        long long t = value[0] ? strtoll(value, &end, 10) : 0;
+        if (value[0] && (errno != 0 || *end != '\0' || t < 0)) {
+            rg_seterr(err, errlen, "bad throttle_until '%s' (Unix seconds)", value);
+            return -1;
+        }
+        a->throttle_until = (int64_t)t;
     } else {
         rg_seterr(err, errlen, "unknown key '%s'", key);
         return -1;
@@ -505,6 +573,35 @@ rg_account_to_fields(const rg_account *a, const char **keys, char **values, size
         keys[n] = "account_header";
         values[n++] = v;
     }
+    /* webhooks: only when set, like the header policy */
+    if (a->webhook_url && n < max) {
+        keys[n] = "webhook_url";
+        values[n++] = rg_strdup(a->webhook_url);
+    }
+    if (a->webhook_events[0] && n < max) {
+        keys[n] = "webhook_events";
+        values[n++] = strv_join(a->webhook_events);
+    }
+    if (a->webhook_secret && n < max) {
+        keys[n] = "webhook_secret";
+        values[n++] = rg_strdup(a->webhook_secret);
+    }
+    /* detection: only when set */
+    if (a->detect_action >= 0 && n < max) {
+        keys[n] = "detect_action";
+        values[n++] = rg_strdup(rg_detect_action_name((rg_detect_action)a->detect_action));
+    }
+    if (a->throttle && n < max) {
+        char spec[256];
+        keys[n] = "throttle";
+        values[n++] = rg_strdup(rg_limit_format(a->throttle, spec, sizeof spec));
+    }
+    if (a->throttle_until > 0 && n < max) {
+        char num[24];
+        snprintf(num, sizeof num, "%lld", (long long)a->throttle_until);
+        keys[n] = "throttle_until";
+        values[n++] = rg_strdup(num);
+    }
     return n;
 }
 
@@ -520,7 +617,9 @@ rg_account_from_fields(const char *name, char *const *keys, char *const *values,
     static const char *known[] = { "logins", "local_users", "client_networks", "domains",
                                    "networks", "countries", "limits", "limit", "max_size",
                                    "suspended", "feedback_id", "list_unsubscribe", "bulk",
-                                   "account_header" };
+                                   "account_header", "webhook_url", "webhook_events",
+                                   "webhook_secret", "detect_action", "throttle",
+                                   "throttle_until" };
     rg_account *a;
     char why[384];
 
@@ -542,6 +641,15 @@ rg_account_from_fields(const char *name, char *const *keys, char *const *values,
         }
     }
     return a;
+}
+
+const rg_limit *
+rg_account_throttle(const rg_account *a, uint64_t now_ms)
+{
+    if (a->throttle == NULL || a->throttle_until <= 0 ||
+        now_ms >= (uint64_t)a->throttle_until * 1000)
+        return NULL;
+    return a->throttle;
 }
 
 /* Sender domain among the account's patterns (none listed: nothing allowed). */

@@ -20,6 +20,14 @@
  *       bulk             = yes      # with list_unsubscribe: List-Unsubscribe-Post (RFC 8058)
  *       account_header   = X-AuthUser        # value: the login (or account name)
  *       account_header   = X-AuthUser hmac   # value: HMAC-SHA256 of it (milter header_secret)
+ *       # webhooks (relayguard-webhookd): this account's events also go to its own URL
+ *       webhook_url      = https://hooks.customer.example/relay
+ *       webhook_events   = decision.reject, detection   # types (patterns); empty: all
+ *       webhook_secret   = "at least 16 characters"     # default: the webhooks block's secret
+ *       # compromised-account detection (relayguard-detectd)
+ *       detect_action    = suspend   # alert | throttle | suspend; default: the detect block's
+ *       throttle         = rate 10/1h name=throttle     # set by detectd with throttle_until,
+ *       throttle_until   = 1764000000                   # cleared by relayguard account resume
  *   }
  *
  * The account named "default" applies to SASL logins that no account claims.
@@ -54,6 +62,14 @@ typedef struct rg_account {
     bool bulk;
     char *account_header;     /* header name */
     bool account_header_hmac;
+    /* webhooks; NULL when not set */
+    char *webhook_url;
+    char **webhook_events;    /* NULL-terminated, never NULL; empty = all types */
+    char *webhook_secret;
+    /* compromised-account detection (relayguard-detectd, detect.h) */
+    int detect_action;        /* -1: the detect block's action; else an rg_detect_action */
+    rg_limit *throttle;       /* the temporary limit of a "throttle" action; NULL when none */
+    int64_t throttle_until;   /* Unix seconds; the engine applies throttle until then */
 } rg_account;
 
 /* A valid account name: 1..64 of [A-Za-z0-9._@+-]. */
@@ -83,6 +99,9 @@ size_t rg_account_to_fields(const rg_account *a, const char **keys, char **value
 /* Build from hash fields (as HGETALL returns them).  NULL + msg on error. */
 rg_account *rg_account_from_fields(const char *name, char *const *keys, char *const *values,
                                    size_t n, char *err, size_t errlen);
+
+/* The throttle limit while it lasts (now_ms before throttle_until), else NULL. */
+const rg_limit *rg_account_throttle(const rg_account *a, uint64_t now_ms);
 
 /* Does the account allow this sender domain / client address? */
 bool rg_account_allows_domain(const rg_account *a, const char *domain);

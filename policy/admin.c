@@ -379,6 +379,49 @@ int rg_admin_accounts_commit(rg_admin *ad, const rg_account *const *put, size_t 
     return ret;
 }
 
+void *rg_admin_redis(rg_admin *ad)
+{
+    return ad->c;
+}
+
+#define EDIT_TRIES 20
+
+int rg_admin_account_edit(rg_admin *ad, const char *name, rg_account_edit_fn *fn, void *arg)
+{
+    for (int tries = 0; tries < EDIT_TRIES; tries++) {
+        rg_fields f = { 0 };
+        char err[512];
+        if (rg_admin_accounts_begin(ad) < 0)
+            return -1;
+        int found = rg_admin_account_fields(ad, name, &f);
+        if (found <= 0) {
+            rg_admin_accounts_abort(ad);
+            if (found == 0)
+                set_err(ad, "account %s not found", name);
+            return found < 0 ? -1 : -2;
+        }
+        rg_account *a = rg_account_from_fields(name, f.keys, f.values, f.n, err, sizeof err);
+        rg_fields_clear(&f);
+        if (a == NULL) {
+            rg_admin_accounts_abort(ad);
+            set_err(ad, "account %s: stored data does not parse: %s", name, err);
+            return -1;
+        }
+        if (fn(arg, a) == 0) {
+            rg_admin_accounts_abort(ad);
+            rg_account_free(a);
+            return 0;
+        }
+        const rg_account *put[1] = { a };
+        int r = rg_admin_accounts_commit(ad, put, 1, NULL, 0);
+        rg_account_free(a);
+        if (r != 0)
+            return r;       /* 1 written, -1 error */
+    }
+    set_err(ad, "account %s: accounts keep changing; gave up after %d tries", name, EDIT_TRIES);
+    return -1;
+}
+
 /* --- suppression ------------------------------------------------------------- */
 
 static const char *const supp_reasons[] = { "hard-bounce", "complaint", "unsubscribe", "manual", NULL };
@@ -899,6 +942,12 @@ static bool event_passes(const rg_event_filter *flt, const rg_fields *f)
         return false;
     if (flt && flt->verdict && ((v = rg_fields_get(f, "verdict")) == NULL || strcmp(v, flt->verdict) != 0))
         return false;
+    if (flt && flt->types) {
+        char type[128];
+        rg_event_type(rg_fields_get(f, "type"), rg_fields_get(f, "verdict"), type, sizeof type);
+        if (!rg_event_type_matches(flt->types, type))
+            return false;
+    }
     return true;
 }
 
@@ -1014,8 +1063,8 @@ int rg_admin_events_follow(rg_admin *ad, const rg_event_filter *flt, const char 
 
 /* --- stats ------------------------------------------------------------------- */
 
-int rg_admin_stats_sum(rg_admin *ad, const char *account, uint64_t now_ms, unsigned hours,
-                       rg_fields *sum)
+int rg_admin_stats_hours(rg_admin *ad, const char *account, uint64_t now_ms, unsigned hours,
+                         rg_fields *per_hour)
 {
     char key[300], hour[16];
     time_t now = (time_t)(now_ms / 1000);
@@ -1029,9 +1078,6 @@ int rg_admin_stats_sum(rg_admin *ad, const char *account, uint64_t now_ms, unsig
         const char *argv[] = { "HGETALL", key };
         redisAppendCommandArgv(ad->c, 2, argv, NULL);
     }
-    char **names = NULL;
-    long long *totals = NULL;
-    size_t n = 0;
     int ret = 0;
     for (unsigned h = 0; h < hours; h++) {
         redisReply *r = get_reply(ad);
@@ -1041,31 +1087,185 @@ int rg_admin_stats_sum(rg_admin *ad, const char *account, uint64_t now_ms, unsig
                 break;
             continue;
         }
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+        for (size_t i = 0; ret == 0 && i + 1 < r->elements; i += 2) {
             const redisReply *k = r->element[i], *v = r->element[i + 1];
-            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-                continue;
-            size_t j;
-            for (j = 0; j < n && strcmp(names[j], k->str) != 0; j++)
-                ;
-            if (j == n) {
-                names = rg_realloc(names, (n + 1) * sizeof *names);
-                totals = rg_realloc(totals, (n + 1) * sizeof *totals);
-                names[n] = rg_strdup(k->str);
-                totals[n++] = 0;
-            }
-            totals[j] += strtoll(v->str, NULL, 10);
+            if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING)
+                rg_fields_add(&per_hour[h], k->str, v->str);
         }
         freeReplyObject(r);
     }
-    for (size_t j = 0; j < n; j++) {
-        char num[32];
-        snprintf(num, sizeof num, "%lld", totals[j]);
-        if (ret == 0)
-            rg_fields_add(sum, names[j], num);
-        free(names[j]);
+    if (ret < 0)
+        for (unsigned h = 0; h < hours; h++)
+            rg_fields_clear(&per_hour[h]);
+    return ret;
+}
+
+/* --- the bounce loop ----------------------------------------------------------- */
+
+/* Read the n replies of a pipelined MULTI ... EXEC; the EXEC reply, or NULL. */
+static redisReply *exec_replies(rg_admin *ad, size_t n)
+{
+    redisReply *last = NULL;
+    int failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        redisReply *r = get_reply(ad);
+        if (r == NULL) {
+            failed = 1;
+            if (ad->c->err)
+                break;
+            continue;
+        }
+        if (i + 1 == n)
+            last = r;
+        else
+            freeReplyObject(r);
     }
-    free(names);
-    free(totals);
+    if (failed || last == NULL || last->type != REDIS_REPLY_ARRAY) {
+        if (last != NULL) {
+            freeReplyObject(last);
+            if (!failed)
+                set_err(ad, "store %s: transaction aborted", ad->store);
+        }
+        return NULL;
+    }
+    return last;
+}
+
+int rg_admin_verp_put(rg_admin *ad, const char *id, const char *account, const char *sender,
+                      char *const *rcpts, size_t n, int64_t minted, uint64_t ttl_ms)
+{
+    char key[64], ttl[32], t[32];
+    if (key_fmt(ad, key, sizeof key, "%s%s", RG_KEY_VERP, id) < 0)
+        return -1;
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(rcpts[i]) + 1;
+    char *r = rg_malloc(len);
+    r[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            strcat(r, "\n");
+        strcat(r, rcpts[i]);
+    }
+    snprintf(ttl, sizeof ttl, "%" PRIu64, ttl_ms);
+    snprintf(t, sizeof t, "%" PRId64, minted);
+    const char *multi[] = { "MULTI" };
+    const char *del[] = { "DEL", key };
+    const char *hset[] = { "HSET", key, "a", account, "s", sender, "r", r, "t", t };
+    const char *exp[] = { "PEXPIRE", key, ttl };
+    const char *exec[] = { "EXEC" };
+    redisAppendCommandArgv(ad->c, 1, multi, NULL);
+    redisAppendCommandArgv(ad->c, 2, del, NULL);
+    redisAppendCommandArgv(ad->c, 10, hset, NULL);
+    redisAppendCommandArgv(ad->c, 3, exp, NULL);
+    redisAppendCommandArgv(ad->c, 1, exec, NULL);
+    free(r);
+    redisReply *x = exec_replies(ad, 5);
+    if (x == NULL)
+        return -1;
+    freeReplyObject(x);
+    return 0;
+}
+
+int rg_admin_verp_get(rg_admin *ad, const char *id, rg_fields *out)
+{
+    char key[64];
+    if (key_fmt(ad, key, sizeof key, "%s%s", RG_KEY_VERP, id) < 0)
+        return -1;
+    const char *argv[] = { "HGETALL", key };
+    redisReply *r = cmd_argv(ad, 2, argv);
+    if (r == NULL)
+        return -1;
+    fields_from_pairs(out, r);
+    int found = r->elements > 0;
+    freeReplyObject(r);
+    return found;
+}
+
+long rg_admin_soft_bounce(rg_admin *ad, const char *account, const char *addr,
+                          const char *member, uint64_t now_ms, uint64_t window_ms)
+{
+    char key[RG_ADDR_MAX + RG_NAME_MAX + 16], now[32], cut[32], win[32];
+    int rc = account ? key_fmt(ad, key, sizeof key, "%s%s:%s", RG_KEY_SOFT_ACCOUNT, account, addr)
+                     : key_fmt(ad, key, sizeof key, "%s%s", RG_KEY_SOFT_GLOBAL, addr);
+    if (rc < 0)
+        return -1;
+    snprintf(now, sizeof now, "%" PRIu64, now_ms);
+    snprintf(cut, sizeof cut, "(%" PRIu64, now_ms > window_ms ? now_ms - window_ms : 0);
+    snprintf(win, sizeof win, "%" PRIu64, window_ms);
+    const char *multi[] = { "MULTI" };
+    const char *zadd[] = { "ZADD", key, now, member };
+    const char *trim[] = { "ZREMRANGEBYSCORE", key, "-inf", cut };
+    const char *card[] = { "ZCARD", key };
+    const char *exp[] = { "PEXPIRE", key, win };
+    const char *exec[] = { "EXEC" };
+    redisAppendCommandArgv(ad->c, 1, multi, NULL);
+    redisAppendCommandArgv(ad->c, 4, zadd, NULL);
+    redisAppendCommandArgv(ad->c, 4, trim, NULL);
+    redisAppendCommandArgv(ad->c, 2, card, NULL);
+    redisAppendCommandArgv(ad->c, 3, exp, NULL);
+    redisAppendCommandArgv(ad->c, 1, exec, NULL);
+    redisReply *x = exec_replies(ad, 6);
+    if (x == NULL)
+        return -1;
+    long count = -1;
+    if (x->elements == 4 && x->element[2]->type == REDIS_REPLY_INTEGER)
+        count = (long)x->element[2]->integer;
+    else
+        set_err(ad, "store %s: unexpected reply to ZCARD", ad->store);
+    freeReplyObject(x);
+    return count;
+}
+
+int rg_admin_event_add(rg_admin *ad, uint64_t events_max, const rg_fields *f,
+                       const char *account, const char *counter, uint64_t now_ms)
+{
+    char max[32], hour[16], k1[300], k2[300];
+    size_t argc = 0, ncmd = 0;
+    const char **argv = rg_calloc(6 + 2 * f->n, sizeof *argv);
+    snprintf(max, sizeof max, "%" PRIu64, events_max);
+    argv[argc++] = "XADD";
+    argv[argc++] = RG_KEY_EVENTS;
+    argv[argc++] = "MAXLEN";
+    argv[argc++] = "~";
+    argv[argc++] = max;
+    argv[argc++] = "*";
+    for (size_t i = 0; i < f->n; i++) {
+        argv[argc++] = f->keys[i];
+        argv[argc++] = f->values[i];
+    }
+    redisAppendCommandArgv(ad->c, (int)argc, argv, NULL);
+    free(argv);
+    ncmd++;
+    if (counter != NULL) {
+        time_t t = (time_t)(now_ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(hour, sizeof hour, "%Y%m%d%H", &tm);
+        const char *who[2] = { "*", account };
+        for (int i = 0; i < 2; i++) {
+            if (who[i] == NULL || who[i][0] == '\0')
+                continue;
+            char *k = i == 0 ? k1 : k2;
+            if (key_fmt(ad, k, sizeof k1, "%s%s:%s", RG_KEY_STATS, who[i], hour) < 0)
+                break;
+            const char *incr[] = { "HINCRBY", k, counter, "1" };
+            const char *exp[] = { "EXPIRE", k, "691200" };
+            redisAppendCommandArgv(ad->c, 4, incr, NULL);
+            redisAppendCommandArgv(ad->c, 3, exp, NULL);
+            ncmd += 2;
+        }
+    }
+    int ret = 0;
+    for (size_t i = 0; i < ncmd; i++) {
+        redisReply *r = get_reply(ad);
+        if (r == NULL) {
+            ret = -1;
+            if (ad->c->err)
+                break;
+            continue;
+        }
+        freeReplyObject(r);
+    }
     return ret;
 }

@@ -75,6 +75,21 @@ int rg_admin_accounts_commit(rg_admin *ad, const rg_account *const *put, size_t 
                              char *const *del, size_t ndel);
 void rg_admin_accounts_abort(rg_admin *ad);
 
+/*
+ * Change one account: read it, let fn change it (fn returns 1 to write, 0
+ * for nothing to write), write it with the accounts generation bumped, all
+ * as one optimistic transaction retried when another writer got in between.
+ * The same path as `relayguard account set` (relayguard-detectd suspends and
+ * throttles with it).  1 written, 0 nothing to write, -2 no such account
+ * (message in rg_admin_error), -1 store error.
+ */
+typedef int rg_account_edit_fn(void *arg, rg_account *a);
+int rg_admin_account_edit(rg_admin *ad, const char *name, rg_account_edit_fn *fn, void *arg);
+
+/* The blocking hiredis connection (a redisContext *), for a daemon that
+ * pipelines its own commands (relayguard-detectd). */
+void *rg_admin_redis(rg_admin *ad);
+
 /* --- suppression ----------------------------------------------------------- */
 
 #define RG_SUPP_NOTE_MAX 256
@@ -159,6 +174,7 @@ uint64_t rg_gcra_used(const rg_limit *l, uint64_t now_us, uint64_t tat_us);
 typedef struct rg_event_filter {
     const char *account;     /* NULL: any */
     const char *verdict;     /* NULL: any */
+    char **types;            /* NULL: any; else type patterns (keys.h rg_event_type_matches) */
 } rg_event_filter;
 
 /* One event: id is the stream id, f its fields (keys.h).  cb returns non-zero to stop. */
@@ -181,11 +197,42 @@ int rg_admin_events_follow(rg_admin *ad, const rg_event_filter *flt, const char 
 /* --- stats ------------------------------------------------------------------- */
 
 /*
- * Sum the hourly counters rg:st:ACCOUNT:HOUR ("*" for the totals) over the
- * hour of now_ms and the hours-1 before it, into sum (field -> decimal
- * total, fields in first-seen order).  0 / -1.
+ * The hourly counters rg:st:ACCOUNT:HOUR ("*" for the totals) of the hour of
+ * now_ms (per_hour[0]) and the hours-1 before it (per_hour[1..]), one
+ * pipelined round trip.  per_hour: hours empty rg_fields, filled with the
+ * hash as it is (field -> decimal); the caller clears them.  0 / -1 (then
+ * all are left empty).
  */
-int rg_admin_stats_sum(rg_admin *ad, const char *account, uint64_t now_ms, unsigned hours,
-                       rg_fields *sum);
+int rg_admin_stats_hours(rg_admin *ad, const char *account, uint64_t now_ms, unsigned hours,
+                         rg_fields *per_hour);
+
+/* --- the bounce loop (cli/bounce.c; keys.h rg:v:, rg:sb:) -------------------- */
+
+/*
+ * Write the record of a return-path token, rg:v:ID: account, original
+ * sender, the recipients (normalised, n of them) and minted (Unix seconds),
+ * expiring after ttl_ms; one MULTI/EXEC.  0 / -1.
+ */
+int rg_admin_verp_put(rg_admin *ad, const char *id, const char *account, const char *sender,
+                      char *const *rcpts, size_t n, int64_t minted, uint64_t ttl_ms);
+/* The record's fields (a, s, r, t) into out.  1 found / 0 absent or expired / -1. */
+int rg_admin_verp_get(rg_admin *ad, const char *id, rg_fields *out);
+
+/*
+ * Count a soft bounce of addr (account NULL: the global counter): add
+ * member (the bounce's id, so a retried delivery counts once) at now_ms,
+ * forget those older than window_ms, and return how many remain; one
+ * MULTI/EXEC.  -1 on error.
+ */
+long rg_admin_soft_bounce(rg_admin *ad, const char *account, const char *addr,
+                          const char *member, uint64_t now_ms, uint64_t window_ms);
+
+/*
+ * Append an event (fields of keys.h) to rg:events, capped ~events_max, and
+ * when counter is not NULL add 1 to that field of the hourly stats of
+ * account (when not NULL or "") and of "*", as decide.lua does.  0 / -1.
+ */
+int rg_admin_event_add(rg_admin *ad, uint64_t events_max, const rg_fields *f,
+                       const char *account, const char *counter, uint64_t now_ms);
 
 #endif

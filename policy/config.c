@@ -2,11 +2,18 @@
  * config.c - load and check relayguard.conf (keys and defaults in config.h).
  */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "conf.h"
 #include "config.h"
@@ -278,6 +285,7 @@ rg_config_new_default(void)
         memchr(c->node, '\0', sizeof c->node) == NULL)
         rg_strlcpy(c->node, "localhost", sizeof c->node);
     c->events_max = 100000;
+    c->metrics_accounts = 100;
     c->reservation_ttl_ms = 10 * 60 * 1000;
     c->log = RG_LOG_SYSLOG;
     c->log_level = LOG_INFO;
@@ -287,8 +295,38 @@ rg_config_new_default(void)
     c->milter.listen = rg_strdup("unix:/run/relayguard/milter.sock");
     c->milter.store_connections = 8;
     c->milter.timeout_ms = 300 * 1000;
+    c->webhooks.urls = rg_strv_split("");
+    c->webhooks.events = rg_strv_split("");
+    c->webhooks.timeout_ms = 10 * 1000;
+    c->webhooks.connect_timeout_ms = 5 * 1000;
+    c->webhooks.concurrency = 32;
+    c->webhooks.batch_max = 100;
+    c->webhooks.retry_initial_ms = 10 * 1000;
+    c->webhooks.retry_max_ms = 3600 * 1000;
+    c->webhooks.retry_for_ms = 24 * 3600 * 1000;
+    c->webhooks.claim_idle_ms = 60 * 1000;
     c->dkim.sign_headers = strv_copy(rg_dkim_default_sign_headers);
     c->dkim.oversign = rg_strv_split("from");
+    c->bounce.token_ttl_ms = 14ull * 24 * 3600 * 1000;
+    c->bounce.soft_count = 3;
+    c->bounce.soft_window_ms = 7ull * 24 * 3600 * 1000;
+    c->bounce.sendmail = rg_strv_split("/usr/sbin/sendmail");
+    c->detect.k = 5;
+    c->detect.floor = 100;
+    c->detect.alpha = 0.3;
+    c->detect.action = RG_DETECT_ALERT;
+    if (rg_limit_parse("rate 10/1h name=throttle", RG_SCOPE_ACCOUNT, &c->detect.throttle,
+                       err, sizeof err) < 0)
+        rg_panic("default throttle: %s", err);
+    c->detect.throttle_for_ms = 3600 * 1000;
+    c->detect.cooldown_ms = 6 * 3600 * 1000;
+    c->detect.countries_per_hour = 3;
+    c->detect.ips_per_hour = 20;
+    c->detect.refused_ratio = 0.2;
+    c->detect.refused_window_ms = 3600 * 1000;
+    c->detect.refused_min = 100;
+    c->detect.batch = 500;
+    c->detect.claim_idle_ms = 60 * 1000;
     return c;
 }
 
@@ -304,10 +342,17 @@ rg_config_free(rg_config *c)
     free(c->policyd.listen);
     free(c->policyd.user);
     free(c->policyd.pidfile);
+    free(c->policyd.metrics);
+    free(c->milter.metrics);
     free(c->milter.listen);
     free(c->milter.user);
     free(c->milter.pidfile);
     free(c->milter.header_secret);
+    rg_strv_free(c->webhooks.urls);
+    rg_strv_free(c->webhooks.events);
+    free(c->webhooks.secret);
+    free(c->webhooks.user);
+    free(c->webhooks.pidfile);
     for (size_t i = 0; i < c->dkim.n_keys; i++) {
         free(c->dkim.keys[i].domain);
         free(c->dkim.keys[i].selector);
@@ -316,6 +361,16 @@ rg_config_free(rg_config *c)
     free(c->dkim.keys);
     rg_strv_free(c->dkim.sign_headers);
     rg_strv_free(c->dkim.oversign);
+    free(c->bounce.domain);
+    for (size_t i = 0; i < c->bounce.n_keys; i++) {
+        if (c->bounce.keys[i].secret != NULL)
+            OPENSSL_cleanse(c->bounce.keys[i].secret, c->bounce.keys[i].secret_len);
+        free(c->bounce.keys[i].secret);
+    }
+    free(c->bounce.keys);
+    rg_strv_free(c->bounce.sendmail);
+    free(c->detect.user);
+    free(c->detect.pidfile);
     free(c);
 }
 
@@ -398,6 +453,14 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         rg_strlcpy(c->node, v, sizeof c->node);     /* fits: checked above */
     } else if (strcmp(k, "geoip_db") == 0) {
         set_str(&c->geoip_db, v);
+    } else if (strcmp(k, "metrics_accounts") == 0) {
+        int n;
+        if (parse_int_range(v, strlen(v), 1, 100000, &n) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad metrics_accounts '%s' (1 to 100000)", file,
+                      it->line, v);
+            return -1;
+        }
+        c->metrics_accounts = (unsigned)n;
     } else if (strcmp(k, "events_max") == 0) {
         uint64_t n;
         if (parse_count(v, &n) < 0 || n == 0) {
@@ -469,6 +532,13 @@ apply_policyd(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
             return -1;
         }
         set_str(&c->policyd.listen, v);
+    } else if (strcmp(k, "metrics") == 0) {
+        const char *why = listen_problem(v);
+        if (why != NULL) {
+            rg_seterr(err, errlen, "%s:%d: bad metrics '%s': %s", file, it->line, v, why);
+            return -1;
+        }
+        set_str(&c->policyd.metrics, v);
     } else if (strcmp(k, "user") == 0) {
         set_str(&c->policyd.user, v);
     } else if (strcmp(k, "max_connections") == 0) {
@@ -533,6 +603,13 @@ apply_milter(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
             return -1;
         }
         set_str(&c->milter.listen, v);
+    } else if (strcmp(k, "metrics") == 0) {
+        const char *why = listen_problem(v);
+        if (why != NULL) {
+            rg_seterr(err, errlen, "%s:%d: bad metrics '%s': %s", file, it->line, v, why);
+            return -1;
+        }
+        set_str(&c->milter.metrics, v);
     } else if (strcmp(k, "user") == 0) {
         set_str(&c->milter.user, v);
     } else if (strcmp(k, "pidfile") == 0) {
@@ -636,6 +713,464 @@ apply_dkim(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
     return 0;
 }
 
+/* Read a bounce key file (at most 4 KiB, not readable by group or others)
+ * into a new buffer, without a trailing newline.  NULL with why. */
+static unsigned char *
+read_secret_file(const char *path, size_t *len, char *why, size_t whylen)
+{
+    int fd = open(path, O_RDONLY | O_NOCTTY);
+    struct stat st;
+    unsigned char buf[4097];
+    ssize_t n;
+
+    if (fd < 0) {
+        rg_seterr(why, whylen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        rg_seterr(why, whylen, "%s is not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    if (st.st_mode & 077) {
+        rg_seterr(why, whylen, "%s is readable by group or others (chmod 600 it)", path);
+        close(fd);
+        return NULL;
+    }
+    n = read(fd, buf, sizeof buf);
+    int saved = errno;
+    close(fd);
+    if (n < 0) {
+        rg_seterr(why, whylen, "cannot read %s: %s", path, strerror(saved));
+        return NULL;
+    }
+    if (n > 4096) {
+        rg_seterr(why, whylen, "%s is over 4 KiB", path);
+        return NULL;
+    }
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    unsigned char *out = rg_malloc((size_t)n + 1);
+    memcpy(out, buf, (size_t)n);
+    OPENSSL_cleanse(buf, sizeof buf);
+    *len = (size_t)n;
+    return out;
+}
+
+/* "YYYY-MM-DD" to Unix seconds at 00:00 UTC.  0, or -1. */
+static int
+parse_day(const char *s, int64_t *out)
+{
+    int y, m, d;
+    struct tm tm;
+
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-' ||
+        parse_int_range(s, 4, 1970, 9999, &y) < 0 || parse_int_range(s + 5, 2, 1, 12, &m) < 0 ||
+        parse_int_range(s + 8, 2, 1, 31, &d) < 0)
+        return -1;
+    memset(&tm, 0, sizeof tm);
+    tm.tm_year = y - 1900;
+    tm.tm_mon = m - 1;
+    tm.tm_mday = d;
+    time_t t = timegm(&tm);
+    if (t == (time_t)-1 || tm.tm_mday != d)
+        return -1;
+    *out = (int64_t)t;
+    return 0;
+}
+
+/* A bounce key id: 1 to 8 of [a-z0-9]. */
+static bool
+bounce_key_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > 8)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
+}
+
+/* Apply one item of the bounce block.  0, or -1 with "FILE:LINE: message" in err. */
+static int
+apply_bounce(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
+{
+    const char *k = it->key, *v = it->value;
+    const char *file = c->file;
+    rg_bounce_conf *b = &c->bounce;
+    char why[512];
+
+    if (strcmp(k, "domain") == 0) {
+        char d[256];
+        if (rg_strlcpy(d, v, sizeof d) >= sizeof d || strchr(d, '.') == NULL ||
+            strspn(d, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
+            strlen(d) || d[0] == '.' || d[0] == '-') {
+            rg_seterr(err, errlen, "%s:%d: bad domain '%s' (a DNS name like bounce.example.com)",
+                    file, it->line, v);
+            return -1;
+        }
+        set_str(&b->domain, rg_lower(d));
+    } else if (strcmp(k, "key") == 0) {
+        /* split at blanks only: an inline secret may hold any other character */
+        char **w = rg_calloc(4, sizeof *w);
+        size_t nw = 0;
+        for (const char *p = v; *p;) {
+            while (*p == ' ' || *p == '\t')
+                p++;
+            size_t n = strcspn(p, " \t");
+            if (n == 0)
+                break;
+            if (nw == 3) {
+                nw = 4;
+                break;
+            }
+            w[nw++] = rg_strndup(p, n);
+            p += n;
+        }
+        rg_bounce_key key;
+        memset(&key, 0, sizeof key);
+        key.line = it->line;
+        const char *problem = NULL;
+        if (nw < 2 || nw > 3)
+            problem = "expected ID SECRET|/PATH [retired=YYYY-MM-DD]";
+        else if (!bounce_key_id_valid(w[0]))
+            problem = "the key ID is 1 to 8 of a-z 0-9";
+        else if (nw == 3 && (strncmp(w[2], "retired=", 8) != 0 ||
+                             parse_day(w[2] + 8, &key.retired) < 0))
+            problem = "expected retired=YYYY-MM-DD after the secret";
+        for (size_t i = 0; problem == NULL && i < b->n_keys; i++)
+            if (strcmp(b->keys[i].id, w[0]) == 0) {
+                snprintf(why, sizeof why, "key %s is already given at line %d", w[0],
+                         b->keys[i].line);
+                problem = why;
+            }
+        if (problem == NULL) {
+            rg_strlcpy(key.id, w[0], sizeof key.id);    /* fits: checked above */
+            if (w[1][0] == '/') {
+                key.secret = read_secret_file(w[1], &key.secret_len, why, sizeof why);
+                if (key.secret == NULL)
+                    problem = why;
+            } else {
+                key.secret_len = strlen(w[1]);
+                key.secret = (unsigned char *)rg_strdup(w[1]);
+            }
+            if (problem == NULL && key.secret_len < 16) {
+                problem = "the secret is too short (16 bytes at least; "
+                          "e.g. openssl rand -hex 32 > FILE)";
+                OPENSSL_cleanse(key.secret, key.secret_len);
+                free(key.secret);
+            }
+        }
+        for (size_t i = 0; i < nw && i < 3; i++) {
+            if (i == 1)
+                OPENSSL_cleanse(w[i], strlen(w[i]));
+            free(w[i]);
+        }
+        free(w);
+        if (problem != NULL) {
+            rg_seterr(err, errlen, "%s:%d: bad key: %s", file, it->line, problem);
+            return -1;
+        }
+        b->keys = rg_realloc(b->keys, (b->n_keys + 1) * sizeof *b->keys);
+        b->keys[b->n_keys++] = key;
+    } else if (strcmp(k, "token_ttl") == 0) {
+        if (rg_duration_parse(v, &b->token_ttl_ms) < 0 || b->token_ttl_ms < 3600 * 1000) {
+            rg_seterr(err, errlen, "%s:%d: bad token_ttl '%s' (1h at least, e.g. 14d)", file,
+                    it->line, v);
+            return -1;
+        }
+    } else if (strcmp(k, "suppress") == 0) {
+        if (strcmp(v, "account") == 0)
+            b->suppress_global = false;
+        else if (strcmp(v, "global") == 0)
+            b->suppress_global = true;
+        else {
+            rg_seterr(err, errlen, "%s:%d: bad suppress '%s' (account or global)", file,
+                    it->line, v);
+            return -1;
+        }
+    } else if (strcmp(k, "soft_bounces") == 0) {
+        const char *slash = strchr(v, '/');
+        int n;
+        if (strcmp(v, "0") == 0) {
+            b->soft_count = 0;
+        } else if (slash == NULL || parse_int_range(v, (size_t)(slash - v), 1, 1000, &n) < 0 ||
+                   rg_duration_parse(slash + 1, &b->soft_window_ms) < 0 ||
+                   b->soft_window_ms == 0) {
+            rg_seterr(err, errlen, "%s:%d: bad soft_bounces '%s' (N/PERIOD like 3/7d, or 0)",
+                    file, it->line, v);
+            return -1;
+        } else {
+            b->soft_count = (unsigned)n;
+        }
+    } else if (strcmp(k, "forward") == 0) {
+        if (strcmp(v, "yes") == 0 || strcmp(v, "no") == 0) {
+            b->forward = v[0] == 'y';
+        } else {
+            rg_seterr(err, errlen, "%s:%d: bad forward '%s' (yes or no)", file, it->line, v);
+            return -1;
+        }
+    } else if (strcmp(k, "sendmail") == 0) {
+        if (v[0] != '/') {
+            rg_seterr(err, errlen, "%s:%d: sendmail must start with an absolute path "
+                    "(e.g. /usr/sbin/sendmail)", file, it->line);
+            return -1;
+        }
+        rg_strv_free(b->sendmail);
+        b->sendmail = rg_strv_split(v);
+    } else {
+        rg_seterr(err, errlen, "%s:%d: unknown key '%s' in block 'bounce'", file, it->line, k);
+        return -1;
+    }
+    return 0;
+}
+
+/* An http:// or https:// URL of printable ASCII without blanks, at most 2000 bytes. */
+bool
+rg_webhook_url_valid(const char *s)
+{
+    size_t n = 0;
+
+    if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+        return false;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] <= 32 || (unsigned char)s[n] >= 127)
+            return false;
+    return n > 8 && n <= 2000 && s[strcspn(s, ":") + 3] != '/';
+}
+
+/* An event type pattern list: [a-z0-9._*-]+ each.  0 or -1. */
+int
+rg_event_patterns_parse(const char *v, char ***out)
+{
+    char **l = rg_strv_split(v);
+    for (char **p = l; *p; p++) {
+        rg_lower(*p);
+        if (strspn(*p, "abcdefghijklmnopqrstuvwxyz0123456789._*-") != strlen(*p)) {
+            rg_strv_free(l);
+            return -1;
+        }
+    }
+    *out = l;
+    return 0;
+}
+
+/* Apply one item of the webhooks block.  0, or -1 with "FILE:LINE: message" in err. */
+static int
+apply_webhooks(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
+{
+    const char *k = it->key, *v = it->value;
+    const char *file = c->file;
+    rg_webhooks_conf *w = &c->webhooks;
+    static const struct {
+        const char *key;
+        size_t off;
+        uint64_t min;
+    } durations[] = {
+        { "timeout", offsetof(rg_webhooks_conf, timeout_ms), 100 },
+        { "connect_timeout", offsetof(rg_webhooks_conf, connect_timeout_ms), 100 },
+        { "retry_initial", offsetof(rg_webhooks_conf, retry_initial_ms), 100 },
+        { "retry_max", offsetof(rg_webhooks_conf, retry_max_ms), 100 },
+        { "retry_for", offsetof(rg_webhooks_conf, retry_for_ms), 1000 },
+        { "claim_idle", offsetof(rg_webhooks_conf, claim_idle_ms), 1000 },
+    };
+
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        if (strcmp(k, durations[i].key) != 0)
+            continue;
+        uint64_t *slot = (uint64_t *)((char *)w + durations[i].off);
+        if (rg_duration_parse(v, slot) < 0 || *slot < durations[i].min) {
+            rg_seterr(err, errlen, "%s:%d: bad %s '%s' (a duration of %s at least, e.g. 30s)",
+                    file, it->line, k, v, durations[i].min >= 1000 ? "1s" : "100ms");
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(k, "url") == 0) {
+        if (!rg_webhook_url_valid(v)) {
+            rg_seterr(err, errlen, "%s:%d: bad url '%s' (http://HOST/PATH or https://HOST/PATH, "
+                    "without blanks)", file, it->line, v);
+            return -1;
+        }
+        size_t n = rg_strv_len(w->urls);
+        w->urls = rg_realloc(w->urls, (n + 2) * sizeof *w->urls);
+        w->urls[n] = rg_strdup(v);
+        w->urls[n + 1] = NULL;
+    } else if (strcmp(k, "events") == 0) {
+        char **l;
+        if (rg_event_patterns_parse(v, &l) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad events '%s' (event types or patterns such as "
+                    "decision.reject, decision.*, detection)", file, it->line, v);
+            return -1;
+        }
+        rg_strv_free(w->events);
+        w->events = l;
+    } else if (strcmp(k, "secret") == 0) {
+        if (strlen(v) < 16) {
+            rg_seterr(err, errlen, "%s:%d: secret is too short (16 characters at least)",
+                    file, it->line);
+            return -1;
+        }
+        set_str(&w->secret, v);
+    } else if (strcmp(k, "concurrency") == 0 || strcmp(k, "batch_max") == 0) {
+        int n;
+        if (parse_int_range(v, strlen(v), 1, 1000, &n) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad %s '%s' (1 to 1000)", file, it->line, k, v);
+            return -1;
+        }
+        *(k[0] == 'c' ? &w->concurrency : &w->batch_max) = (unsigned)n;
+    } else if (strcmp(k, "user") == 0) {
+        set_str(&w->user, v);
+    } else if (strcmp(k, "pidfile") == 0) {
+        if (v[0] != '/') {
+            rg_seterr(err, errlen, "%s:%d: pidfile must be an absolute path", file, it->line);
+            return -1;
+        }
+        set_str(&w->pidfile, v);
+    } else {
+        rg_seterr(err, errlen, "%s:%d: unknown key '%s' in block 'webhooks'", file, it->line, k);
+        return -1;
+    }
+    return 0;
+}
+
+int
+rg_detect_action_parse(const char *s, rg_detect_action *out)
+{
+    static const char *const names[] = { "alert", "throttle", "suspend" };
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (rg_detect_action)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *
+rg_detect_action_name(rg_detect_action a)
+{
+    return a == RG_DETECT_SUSPEND ? "suspend" : a == RG_DETECT_THROTTLE ? "throttle" : "alert";
+}
+
+/* A decimal number in [lo, hi] (strtod, the whole text).  0 or -1. */
+static int
+parse_real(const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno != 0 || end == v || *end != '\0' || !(d >= lo && d <= hi))
+        return -1;
+    *out = d;
+    return 0;
+}
+
+/* Apply one item of the detect block.  0, or -1 with "FILE:LINE: message" in err. */
+static int
+apply_detect(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
+{
+    const char *k = it->key, *v = it->value;
+    const char *file = c->file;
+    rg_detect_conf *d = &c->detect;
+    static const struct {
+        const char *key;
+        size_t off;
+        uint64_t min;
+    } durations[] = {
+        { "throttle_for", offsetof(rg_detect_conf, throttle_for_ms), 1000 },
+        { "cooldown", offsetof(rg_detect_conf, cooldown_ms), 0 },
+        { "refused_window", offsetof(rg_detect_conf, refused_window_ms), 60 * 1000 },
+        { "claim_idle", offsetof(rg_detect_conf, claim_idle_ms), 1000 },
+    };
+
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        if (strcmp(k, durations[i].key) != 0)
+            continue;
+        uint64_t *slot = (uint64_t *)((char *)d + durations[i].off);
+        if (rg_duration_parse(v, slot) < 0 || *slot < durations[i].min) {
+            rg_seterr(err, errlen, "%s:%d: bad %s '%s' (a duration of %s at least, e.g. 1h)",
+                    file, it->line, k, v, durations[i].min >= 60000 ? "1m" :
+                    durations[i].min ? "1s" : "0s");
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(k, "k") == 0) {
+        if (parse_real(v, 1.0, 1000.0, &d->k) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad k '%s' (a number from 1 to 1000, e.g. 5)",
+                    file, it->line, v);
+            return -1;
+        }
+    } else if (strcmp(k, "alpha") == 0) {
+        if (parse_real(v, 0.01, 1.0, &d->alpha) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad alpha '%s' (a number from 0.01 to 1, e.g. 0.3)",
+                    file, it->line, v);
+            return -1;
+        }
+    } else if (strcmp(k, "refused_ratio") == 0) {
+        if (parse_real(v, 0.01, 1.0, &d->refused_ratio) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad refused_ratio '%s' (a number from 0.01 to 1, "
+                    "e.g. 0.2)", file, it->line, v);
+            return -1;
+        }
+    } else if (strcmp(k, "floor") == 0 || strcmp(k, "refused_min") == 0) {
+        uint64_t n;
+        if (parse_count(v, &n) < 0 || n < 1 || n > 1000000000) {
+            rg_seterr(err, errlen, "%s:%d: bad %s '%s' (a count from 1, e.g. 100)",
+                    file, it->line, k, v);
+            return -1;
+        }
+        *(k[0] == 'f' ? &d->floor : &d->refused_min) = n;
+    } else if (strcmp(k, "action") == 0) {
+        if (rg_detect_action_parse(v, &d->action) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad action '%s' (alert, throttle or suspend)",
+                    file, it->line, v);
+            return -1;
+        }
+    } else if (strcmp(k, "throttle") == 0) {
+        char why[256];
+        rg_limit l;
+        if (rg_limit_parse(v, RG_SCOPE_ACCOUNT, &l, why, sizeof why) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad throttle: %s", file, it->line, why);
+            return -1;
+        }
+        if (l.scope != RG_SCOPE_ACCOUNT) {
+            rg_seterr(err, errlen, "%s:%d: bad throttle '%s' (the scope is the account)",
+                    file, it->line, v);
+            return -1;
+        }
+        /* its own bucket, whatever the account's other limits */
+        rg_strlcpy(l.name, "throttle", sizeof l.name);
+        d->throttle = l;
+    } else if (strcmp(k, "countries_per_hour") == 0 || strcmp(k, "ips_per_hour") == 0 ||
+               strcmp(k, "batch") == 0) {
+        int n;
+        long lo = 2, hi = k[0] == 'c' ? 16 : 60;
+        if (k[0] == 'b')
+            lo = 1, hi = 10000;
+        if (parse_int_range(v, strlen(v), lo, hi, &n) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad %s '%s' (%ld to %ld)", file, it->line, k, v, lo, hi);
+            return -1;
+        }
+        *(k[0] == 'c' ? &d->countries_per_hour : k[0] == 'i' ? &d->ips_per_hour : &d->batch) =
+            (unsigned)n;
+    } else if (strcmp(k, "user") == 0) {
+        set_str(&d->user, v);
+    } else if (strcmp(k, "pidfile") == 0) {
+        if (v[0] != '/') {
+            rg_seterr(err, errlen, "%s:%d: pidfile must be an absolute path", file, it->line);
+            return -1;
+        }
+        set_str(&d->pidfile, v);
+    } else {
+        rg_seterr(err, errlen, "%s:%d: unknown key '%s' in block 'detect'", file, it->line, k);
+        return -1;
+    }
+    return 0;
+}
+
 /* Keys that may be given once only; "limit" (and the dkim "key") repeat. */
 static int
 check_repeats(const rg_config *c, const rg_conf_block *b, char *err, size_t errlen)
@@ -643,6 +1178,8 @@ check_repeats(const rg_config *c, const rg_conf_block *b, char *err, size_t errl
     for (size_t i = 0; i < b->nitems; i++) {
         if (strcmp(b->items[i].key, "limit") == 0 || strcmp(b->items[i].key, "key") == 0)
             continue;
+        if (strcmp(b->type, "webhooks") == 0 && strcmp(b->items[i].key, "url") == 0)
+            continue;       /* several global webhook URLs */
         for (size_t j = 0; j < i; j++) {
             if (strcmp(b->items[i].key, b->items[j].key) == 0) {
                 rg_seterr(err, errlen, "%s:%d: '%s' is already set at line %d", c->file,
@@ -703,6 +1240,42 @@ rg_config_load(const char *path, char *err, size_t errlen)
             }
             *seen = b->line;
             apply = b->type[0] == 'm' ? apply_milter : apply_dkim;
+        } else if (strcmp(b->type, "bounce") == 0) {
+            if (b->name[0] != '\0') {
+                rg_seterr(err, errlen, "%s:%d: block 'bounce' takes no name", path, b->line);
+                goto fail;
+            }
+            if (c->bounce.line != 0) {
+                rg_seterr(err, errlen, "%s:%d: second 'bounce' block (the first is at line %d)",
+                        path, b->line, c->bounce.line);
+                goto fail;
+            }
+            c->bounce.line = b->line;
+            apply = apply_bounce;
+        } else if (strcmp(b->type, "webhooks") == 0) {
+            if (b->name[0] != '\0') {
+                rg_seterr(err, errlen, "%s:%d: block 'webhooks' takes no name", path, b->line);
+                goto fail;
+            }
+            if (c->webhooks.line != 0) {
+                rg_seterr(err, errlen, "%s:%d: second 'webhooks' block (the first is at line %d)",
+                        path, b->line, c->webhooks.line);
+                goto fail;
+            }
+            c->webhooks.line = b->line;
+            apply = apply_webhooks;
+        } else if (strcmp(b->type, "detect") == 0) {
+            if (b->name[0] != '\0') {
+                rg_seterr(err, errlen, "%s:%d: block 'detect' takes no name", path, b->line);
+                goto fail;
+            }
+            if (c->detect.line != 0) {
+                rg_seterr(err, errlen, "%s:%d: second 'detect' block (the first is at line %d)",
+                        path, b->line, c->detect.line);
+                goto fail;
+            }
+            c->detect.line = b->line;
+            apply = apply_detect;
         } else if (strcmp(b->type, "account") == 0) {
             rg_seterr(err, errlen, "%s:%d: 'account' blocks do not belong in relayguard.conf; "
                     "put them in an accounts file and load it with 'relayguard load FILE'",
@@ -717,6 +1290,21 @@ rg_config_load(const char *path, char *err, size_t errlen)
         for (size_t i = 0; i < b->nitems; i++)
             if (apply(c, &b->items[i], err, errlen) < 0)
                 goto fail;
+    }
+    if (c->bounce.line != 0) {
+        bool signer = false;
+        for (size_t i = 0; i < c->bounce.n_keys; i++)
+            signer = signer || c->bounce.keys[i].retired == 0;
+        if (c->bounce.domain == NULL || !signer) {
+            rg_seterr(err, errlen, "%s:%d: block 'bounce' needs a domain and a key that is "
+                    "not retired", path, c->bounce.line);
+            goto fail;
+        }
+    }
+    if (c->webhooks.line != 0 && c->webhooks.secret == NULL) {
+        rg_seterr(err, errlen, "%s:%d: block 'webhooks' needs a secret (the HMAC key that "
+                "signs every POST)", path, c->webhooks.line);
+        goto fail;
     }
     rg_conf_free(conf);
     return c;

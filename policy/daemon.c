@@ -5,10 +5,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -97,4 +104,159 @@ int rg_drop_privileges(const char *user, const char *setting, char *err, size_t 
     }
     rg_debug("running as user %s (uid %ld)", user, (long)pw->pw_uid);
     return 0;
+}
+
+/* ---- listening socket ---------------------------------------------------- */
+
+static int listen_unix(const char *path, int bind_it, char **unix_path, char *err, size_t errlen)
+{
+    struct sockaddr_un sun;
+    struct stat st;
+    char cwd[4096];
+    int fd;
+
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    if (*path == '\0' || strlen(path) >= sizeof sun.sun_path) {
+        snprintf(err, errlen, "unix socket path '%s' is empty or too long", path);
+        return -1;
+    }
+    if (!bind_it)
+        return 0;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            snprintf(err, errlen, "%s exists and is not a socket", path);
+            return -1;
+        }
+        /* a socket that answers belongs to a running server */
+        if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+            int live = connect(fd, (struct sockaddr *) &sun, sizeof sun) == 0;
+            close(fd);
+            if (live) {
+                snprintf(err, errlen, "%s: another server is listening there", path);
+                return -1;
+            }
+        }
+        if (unlink(path) < 0) {
+            snprintf(err, errlen, "remove stale socket %s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *) &sun, sizeof sun) < 0) {
+        snprintf(err, errlen, "bind %s: %s", path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    if (chmod(path, 0666) < 0) {
+        snprintf(err, errlen, "chmod %s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    if (listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "listen %s: %s", path, strerror(errno));
+        close(fd);
+        unlink(path);
+        return -1;
+    }
+    /* absolute, so it can be removed after chdir("/") */
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd)) {
+        size_t n = strlen(cwd) + strlen(path) + 2;
+        *unix_path = rg_malloc(n);
+        snprintf(*unix_path, n, "%s/%s", cwd, path);
+    } else {
+        *unix_path = rg_strdup(path);
+    }
+    return fd;
+}
+
+static int listen_inet(const char *hostport, int bind_it, char *err, size_t errlen)
+{
+    char host[256];
+    const char *port, *colon, *spec = hostport;
+    struct addrinfo hints, *res = NULL;
+    int fd, rc, one = 1;
+    size_t hlen;
+
+    if (hostport[0] == '[') {
+        const char *close_br = strchr(hostport, ']');
+        if (close_br == NULL || close_br[1] != ':') {
+            snprintf(err, errlen, "bad listen address 'inet:%s': expected inet:[IPV6]:PORT", hostport);
+            return -1;
+        }
+        hlen = (size_t) (close_br - hostport - 1);
+        colon = close_br + 1;
+        hostport++;
+    } else {
+        if ((colon = strrchr(hostport, ':')) == NULL) {
+            snprintf(err, errlen, "bad listen address 'inet:%s': expected inet:HOST:PORT", hostport);
+            return -1;
+        }
+        hlen = (size_t) (colon - hostport);
+    }
+    port = colon + 1;
+    if (hlen >= sizeof host || *port == '\0' || strspn(port, "0123456789") != strlen(port) ||
+        atoi(port) < 1 || atoi(port) > 65535) {
+        snprintf(err, errlen, "bad listen address 'inet:%s': bad host or port", spec);
+        return -1;
+    }
+    memcpy(host, hostport, hlen);
+    host[hlen] = '\0';
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (!bind_it)
+        hints.ai_flags |= AI_NUMERICHOST;   /* -t: no DNS; names are checked when binding */
+    rc = getaddrinfo(hlen == 0 || strcmp(host, "*") == 0 ? NULL : host, port, &hints, &res);
+    if (rc != 0) {
+        if (!bind_it && rc == EAI_NONAME)
+            return 0;
+        snprintf(err, errlen, "listen address %s: %s", host, gai_strerror(rc));
+        return -1;
+    }
+    if (!bind_it) {
+        freeaddrinfo(res);
+        return 0;
+    }
+    fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, res->ai_protocol);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        freeaddrinfo(res);
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errlen, "bind/listen %s:%s: %s", host, port, strerror(errno));
+        close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+int rg_listen_open(const char *spec, int bind_it, char **unix_path, int *is_inet,
+                   char *err, size_t errlen)
+{
+    *unix_path = NULL;
+    *is_inet = 0;
+    if (spec == NULL || *spec == '\0') {
+        snprintf(err, errlen, "no listen address");
+        return -1;
+    }
+    if (strncmp(spec, "unix:", 5) == 0)
+        return listen_unix(spec + 5, bind_it, unix_path, err, errlen);
+    *is_inet = 1;
+    if (strncmp(spec, "inet:", 5) == 0)
+        return listen_inet(spec + 5, bind_it, err, errlen);
+    snprintf(err, errlen, "bad listen address '%s': expected inet:HOST:PORT or unix:PATH", spec);
+    return -1;
 }

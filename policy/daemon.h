@@ -22,4 +22,15 @@ int rg_write_pidfile(const char *path, char *err, size_t errlen);
  */
 int rg_drop_privileges(const char *user, const char *setting, char *err, size_t errlen);
 
+/*
+ * Open a listening socket in Postfix notation: "inet:HOST:PORT",
+ * "inet:[IPV6]:PORT" or "unix:PATH".  A stale unix socket is removed (a live
+ * one is an error) and the new one made mode 0666 so Postfix can connect.
+ * Returns the non-blocking fd, or -1 with a message in err.  *unix_path gets
+ * a new string with the absolute socket path (to remove at exit), else NULL.
+ * With bind_it 0 only the syntax is checked (for -t) and 0 is returned.
+ */
+int rg_listen_open(const char *spec, int bind_it, char **unix_path, int *is_inet,
+                   char *err, size_t errlen);
+
 #endif

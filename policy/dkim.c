@@ -28,9 +28,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "account.h"
 #include "conf.h"
 #include "dkim.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 typedef enum { ALG_RSA = 0, ALG_ED25519 } key_alg;
@@ -375,27 +377,58 @@ body_char(rg_dkim_signer *s, char c)
     body_emit(s, &c, 1);
 }
 
+/* Content bytes p[0..n), none of them CR, LF, SP or HTAB, after what the
+ * line held so far: one copy for a whole run instead of one per byte. */
+static void
+body_run(rg_dkim_signer *s, const char *p, size_t n)
+{
+    while (s->empty > 0) {
+        body_emit(s, "\r\n", 2);
+        s->empty--;
+    }
+    if (s->wsp)
+        body_emit(s, " ", 1);
+    s->wsp = 0;
+    s->content = 1;
+    body_emit(s, p, n);
+}
+
+static int
+body_special(unsigned char c)
+{
+    return c == '\r' || c == '\n' || c == ' ' || c == '\t';
+}
+
 void
 rg_dkim_body(rg_dkim_signer *s, const unsigned char *p, size_t len)
 {
-    for (size_t i = 0; i < len; i++) {
+    size_t i = 0;
+    while (i < len) {
         char c = (char)p[i];
         if (s->cr) {
             s->cr = 0;
             if (c == '\n') {
                 body_line_end(s);
+                i++;
                 continue;
             }
             body_char(s, '\r');     /* a lone CR is content */
         }
-        if (c == '\r')
+        if (c == '\r') {
             s->cr = 1;
-        else if (c == '\n')
+        } else if (c == '\n') {
             body_line_end(s);
-        else if (c == ' ' || c == '\t')
+        } else if (c == ' ' || c == '\t') {
             s->wsp = 1;
-        else
-            body_char(s, c);
+        } else {
+            size_t j = i + 1;
+            while (j < len && !body_special(p[j]))
+                j++;
+            body_run(s, (const char *)p + i, j - i);
+            i = j;
+            continue;
+        }
+        i++;
     }
 }
 
@@ -525,8 +558,10 @@ sign_data(const dkim_key *k, const char *data, size_t len)
              EVP_DigestSignInit(ctx, NULL, NULL, NULL, k->pkey) == 1 &&
              EVP_DigestSign(ctx, sig, &siglen, hash, hl) == 1;
     }
-    if (ok)
+    if (ok) {
         out = b64(sig, siglen);
+        rg_metrics_dkim_signature(k->alg == ALG_RSA ? "rsa-sha256" : "ed25519-sha256");
+    }
     EVP_MD_CTX_free(ctx);
     return out;
 }
@@ -662,5 +697,25 @@ rg_dkim_sign(rg_dkim_signer *s, const rg_dkim_header *hdrs, size_t nhdrs, char *
     free(bh64);
     free(hl.p);
     free(data.p);
+    return n;
+}
+
+/* ------------------------------------------------ keys for an account */
+
+size_t
+rg_dkim_keys_for(const rg_dkim_keys *k, const struct rg_account *a, const char *domain,
+                 size_t *idx, size_t max)
+{
+    char dom[256];
+    if (k == NULL || a == NULL || domain == NULL || domain[0] == '\0' ||
+        rg_strlcpy(dom, domain, sizeof dom) >= sizeof dom)
+        return 0;
+    rg_lower(dom);
+    if (!rg_account_allows_domain(a, dom))
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < k->n && n < max; i++)
+        if (strcmp(k->keys[i].domain, dom) == 0)
+            idx[n++] = i;
     return n;
 }

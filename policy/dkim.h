@@ -92,4 +92,18 @@ void rg_dkim_signer_free(rg_dkim_signer *s);
 /* relaxed header "name:value\r\n" into a new string. */
 char *rg_dkim_relaxed_header(const char *name, const char *value);
 
+struct rg_account;
+
+/*
+ * Which keys sign a message of account a whose From domain is domain (any
+ * case): the rule of feature 7 in one place for the adapters that let
+ * their MTA sign (Exim's dkim_* transport options).  Writes the indexes of
+ * domain's keys (in cfg->dkim.keys order, which the key set keeps, so
+ * cfg->dkim.keys[idx[j]].path is the file) into idx[], at most max, and
+ * returns how many; 0 when a is NULL, a may not send for domain, or the
+ * domain has no key.
+ */
+size_t rg_dkim_keys_for(const rg_dkim_keys *k, const struct rg_account *a, const char *domain,
+                        size_t *idx, size_t max);
+
 #endif

@@ -27,6 +27,7 @@
 #include "engine.h"
 #include "keys.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define LOAD_RETRY_MS 500       /* at most one account load attempt per this */
@@ -61,10 +62,12 @@ typedef struct decision {
     size_t n_acct_limits;       /* limits[0 .. n_acct_limits) are the account's */
     unsigned char *owned;       /* after run_script: owned[i] = limits[i] is the account's */
     uint64_t t0;
+    double started;             /* rg_metrics_now(), for the latency histogram */
     rg_verdict v;               /* static verdict for op "log" */
     int logged_only;            /* op "log": v is final whatever the script says */
     char qid[64], login[RG_NAME_MAX], client[64], country[3];
     char sender[RG_ADDR_MAX], rcpt[RG_ADDR_MAX];
+    char script[RG_TEXT_MAX];   /* rg_request.script, "" if none */
     unsigned nrcpt;
     uint64_t size;
 } decision;
@@ -336,6 +339,7 @@ static void finish(decision *d, rg_verdict *v)
     if (d->acct)
         rg_strlcpy(v->account, d->acct->name, sizeof v->account);
     log_decision(d, v);
+    rg_metrics_decision(v, rg_metrics_now() - d->started);
     d->cb(d->arg, v);
     snap_put(e, d->snap);
     free(d->limits);
@@ -354,6 +358,7 @@ static void on_script(void *arg, const rg_store_reply *r)
     memset(&v, 0, sizeof v);
 
     if (r->status != 0) {
+        rg_metrics_store_error();
         if (d->logged_only) {
             /* The refusal stands; only its event is lost. */
             rg_warn("event not recorded: %s", r->err);
@@ -542,7 +547,7 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
     argbuf b;
     b.argc = 0;
     b.nnum = 0;
-    b.argv = rg_calloc(22 + 9 * nl + 1, sizeof *b.argv);
+    b.argv = rg_calloc(22 + 9 * nl + 2, sizeof *b.argv);
     b.num = rg_calloc(16 + 6 * nl, sizeof *b.num);
     char (*bucket)[512] = rg_calloc(nl + 1, sizeof *bucket);
     char (*win)[32] = rg_calloc(nl + 1, sizeof *win);
@@ -616,6 +621,8 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
         b.argv[b.argc++] = num(&b, "%" PRIu64, wend);
         b.argv[b.argc++] = l->hard ? "1" : "0";
     }
+    /* after the limits: the originating script, for the event ("" if none) */
+    b.argv[b.argc++] = d->script;
     /* The store copies the arguments before it returns (or calls back). */
     e->store->decide(e->store, b.argc, b.argv, on_script, d);
     free(b.argv);
@@ -637,6 +644,7 @@ void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, voi
     d->arg = arg;
     d->stage = req->stage;
     d->t0 = rg_monotonic_ms();
+    d->started = rg_metrics_now();
     copy_clean(d->qid, sizeof d->qid, req->queue_id);
     copy_clean(d->login, sizeof d->login, req->sasl_username);
     copy_clean(d->client, sizeof d->client, req->client_addr);
@@ -646,6 +654,7 @@ void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, voi
         copy_clean(d->rcpt, sizeof d->rcpt, req->recipient);
     d->nrcpt = req->recipient_count;
     d->size = req->size;
+    copy_clean(d->script, sizeof d->script, req->script);
     pthread_mutex_lock(&e->lock);
     e->pending++;
     pthread_mutex_unlock(&e->lock);
@@ -699,11 +708,15 @@ void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, voi
         return;
     }
     /* The account's limits, then the global ones from relayguard.conf. */
-    size_t n = d->acct->n_limits + e->cfg->n_limits;
+    size_t n = d->acct->n_limits + e->cfg->n_limits + 1;
     d->limits = rg_calloc(n + 1, sizeof *d->limits);
     d->owned = rg_calloc(n + 1, 1);
     for (size_t i = 0; i < d->acct->n_limits; i++)
         d->limits[d->n_limits++] = &d->acct->limits[i];
+    /* a detection's throttle (detect.h): one more account limit while it lasts */
+    const rg_limit *thr = rg_account_throttle(d->acct, e->clock->now_ms(e->clock));
+    if (thr)
+        d->limits[d->n_limits++] = thr;
     d->n_acct_limits = d->n_limits;
     for (size_t i = 0; i < e->cfg->n_limits; i++)
         d->limits[d->n_limits++] = &e->cfg->limits[i];

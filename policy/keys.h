@@ -19,6 +19,11 @@
  *   rg:events                STREAM  one entry per decision, MAXLEN ~ events_max
  *   rg:st:ACCOUNT:HOUR       HASH    counters per verdict/reason, HOUR = YYYYMMDDHH UTC, TTL 8 days
  *                                    (ACCOUNT "*" holds the totals)
+ *   rg:v:ID                  HASH    a return-path token's record (verp.h): "a" account, "s"
+ *                                    original sender, "r" recipients (one per line), "t" minted
+ *                                    (Unix s); TTL token_ttl of the bounce block
+ *   rg:sb:g:ADDR             ZSET    soft bounces of an address (suppress = global): bounce id ->
+ *   rg:sb:a:ACCOUNT:ADDR     ZSET    time (ms); trimmed to soft_bounces' window, which is its TTL
  *
  * BUCKET is  a:ACCOUNT:LIMIT | g:LIMIT   then  :d:DOMAIN (scope domain)
  * or :ip:ADDRESS (scope ip).  LIMIT is the limit's name (limit.h).
@@ -37,10 +42,53 @@
  *   events       XADD fields: ts (ms), node, stage, qid, account, login,
  *                client, country, sender, rcpt, nrcpt, size, verdict
  *                (accept|reject|tempfail|dunno), code, reason, detail.
+ *                Bounce events (relayguard bounce) have the same fields with
+ *                stage "bounce", "type" bounce.hard | bounce.soft | bounce.block |
+ *                bounce.delayed | bounce.complaint | bounce.unsubscribe |
+ *                bounce.ignored | bounce.refused, verdict the class, code the
+ *                enhanced status, reason the outcome (suppressed, counted,
+ *                ignored, bad_mac, unknown_token, ...); stats counters
+ *                "b:CLASS" in rg:st:ACCOUNT:HOUR.
+ *                An event's type (webhooks, relayguard events --type) is its
+ *                "type" field when it has one (events other than decisions,
+ *                e.g. detections), else "decision.VERDICT".
+ *
+ * Webhooks (relayguard-webhookd; docs/architecture.md "Webhooks"):
+ *   rg:events group "webhookd"  consumer group: entries are routed into queues, then XACKed
+ *   rg:wh:q:QUEUE            LIST    events (JSON objects) waiting for one destination and
+ *                                    one account, oldest first; QUEUE is DEST:ACCOUNT
+ *   rg:wh:d:DEST             HASH    a destination: url, account ("" for a global URL);
+ *                                    DEST = 16 hex digits of SHA-256(account "\n" url)
+ *   rg:wh:ready              ZSET    QUEUE -> when its head may be sent (ms, Redis TIME)
+ *   rg:wh:lease              ZSET    QUEUE -> when the lease of the process sending it ends
+ *   rg:wh:owner              HASH    QUEUE -> lease token of that process
+ *   rg:wh:t:QUEUE            HASH    retry state of the head: attempts, since, next, error
+ *   rg:wh:dead               ZSET    dead-letter id -> when it died (ms)
+ *   rg:wh:dl:ID              HASH    a dead letter: queue, url, account, attempts, since,
+ *                                    died, error, event
+ *   rg:wh:dead:seq           STRING  last dead-letter id
+ *   rg:wh:stat               HASH    counters: routed, delivered, retried, dead, lost
+ *
+ * Detection (relayguard-detectd; detect.h, docs/architecture.md "Detection"):
+ *   rg:events group "detectd"   consumer group: entries are fed to the detector, then XACKed
+ *   rg:dt:ACCOUNT            HASH    an account's detection state (rg_detect_state_to_fields):
+ *                                    b baseline per hour of week, o observations, h hour,
+ *                                    n count, f fired, c cool-down end (ms), k known
+ *                                    countries, s logins of the hour, g/q quiet until (ms),
+ *                                    r refused-ratio slices, v version (each write +1, so
+ *                                    detectors write only over what they read); TTL 60 days
+ *   Detection events (XADD rg:events): type detection.volume | detection.new_country |
+ *                                    detection.countries | detection.ips | detection.refused, stage
+ *                                    "detect", account, login, client, country, verdict the
+ *                                    action taken (alert | throttle | suspend), reason the
+ *                                    signal, detail a sentence, and the evidence: baseline,
+ *                                    threshold, current (recipients this hour), countries,
+ *                                    ips, known, refused, total, ratio, cooling (yes|no)
  */
 #ifndef RG_KEYS_H
 #define RG_KEYS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "limit.h"
@@ -58,6 +106,23 @@
 #define RG_KEY_SUPP_ACCOUNT  "rg:s:a:"
 #define RG_KEY_EVENTS        "rg:events"
 #define RG_KEY_STATS         "rg:st:"
+#define RG_KEY_VERP          "rg:v:"
+#define RG_KEY_SOFT_GLOBAL   "rg:sb:g:"
+#define RG_KEY_SOFT_ACCOUNT  "rg:sb:a:"
+#define RG_WH_GROUP          "webhookd"
+#define RG_KEY_WH_QUEUE      "rg:wh:q:"
+#define RG_KEY_WH_DEST       "rg:wh:d:"
+#define RG_KEY_WH_READY      "rg:wh:ready"
+#define RG_KEY_WH_LEASE      "rg:wh:lease"
+#define RG_KEY_WH_OWNER      "rg:wh:owner"
+#define RG_KEY_WH_RETRY      "rg:wh:t:"
+#define RG_KEY_WH_DEAD       "rg:wh:dead"
+#define RG_KEY_WH_DEADLETTER "rg:wh:dl:"
+#define RG_KEY_WH_DEAD_SEQ   "rg:wh:dead:seq"
+#define RG_KEY_WH_STAT       "rg:wh:stat"
+#define RG_DETECT_GROUP      "detectd"
+#define RG_KEY_DETECT        "rg:dt:"
+#define RG_DETECT_TTL_S      (60 * 86400)
 
 /*
  * The bucket id of a limit for a message: account is NULL for a global
@@ -66,5 +131,18 @@
  */
 int rg_bucket_id(const rg_limit *l, const char *account, const char *domain,
                  const char *ip, char *out, size_t outlen);
+
+/*
+ * An event's type into out: its "type" field when not empty, else
+ * "decision." + verdict ("decision" without a verdict).
+ */
+void rg_event_type(const char *type_field, const char *verdict, char *out, size_t outlen);
+
+/*
+ * Does an event type match a pattern list (rg_event_patterns_parse)?  An
+ * empty list matches every type; a pattern matches by fnmatch(3) ("decision.*")
+ * or as a prefix up to a dot ("decision" matches "decision.reject").
+ */
+bool rg_event_type_matches(char *const *patterns, const char *type);
 
 #endif

@@ -17,11 +17,29 @@ policy_librgpolicy_la_SOURCES = \
 	policy/admin.h policy/admin.c \
 	policy/daemon.h policy/daemon.c \
 	policy/dkim.h policy/dkim.c \
-	policy/headers.h policy/headers.c
+	policy/headers.h policy/headers.c \
+	policy/metrics.h policy/metrics.c \
+	policy/verp.h policy/verp.c \
+	policy/detect.h policy/detect.c \
+	policy/detect_store.h policy/detect_store.c
 nodist_policy_librgpolicy_la_SOURCES = policy/decide_lua.c
 policy_librgpolicy_la_CFLAGS = $(AM_CFLAGS) $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS) \
 	$(MAXMINDDB_CFLAGS) $(OPENSSL_CFLAGS)
 policy_librgpolicy_la_LIBADD = $(HIREDIS_LIBS) $(LIBEVENT_LIBS) $(MAXMINDDB_LIBS) $(OPENSSL_LIBS)
+
+# Two parts with heavy libraries live in libraries of their own, linked only
+# where they are used: the Exim module is loaded into every Exim process and
+# the CLI runs once per bounce, and loading GMime (GLib, GIO, GPGME) or
+# libmicrohttpd (GnuTLS) would cost each of them milliseconds.
+#   librgbounce       bounce and complaint parsing (GMime): relayguard, bench
+#   librgmetricshttp  the Prometheus endpoint (libmicrohttpd): the daemons
+noinst_LTLIBRARIES += policy/librgbounce.la policy/librgmetricshttp.la
+policy_librgbounce_la_SOURCES = policy/bounce.h policy/bounce.c
+policy_librgbounce_la_CFLAGS = $(AM_CFLAGS) $(GMIME_CFLAGS)
+policy_librgbounce_la_LIBADD = $(GMIME_LIBS)
+policy_librgmetricshttp_la_SOURCES = policy/metrics_http.c
+policy_librgmetricshttp_la_CFLAGS = $(AM_CFLAGS) $(MHD_CFLAGS)
+policy_librgmetricshttp_la_LIBADD = $(MHD_LIBS)
 
 # The decision script is kept as Lua source and compiled in as a C string.
 BUILT_SOURCES += policy/decide_lua.c

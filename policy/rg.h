@@ -75,6 +75,8 @@ typedef struct rg_request {
     const char *header_from;     /* HEADER/EOM stage: the From: header value (raw) */
     unsigned recipient_count;    /* EOM stage: accepted recipients; 0 if unknown */
     uint64_t size;               /* MAIL (SIZE=) or EOM (real size); 0 if unknown */
+    const char *script;          /* the script that sent it (PHP's X-PHP-Originating-Script),
+                                    for the event; NULL or "" when unknown */
 } rg_request;
 
 /* Write "551 5.7.1 text" style summaries, for logs.  Returns buf. */

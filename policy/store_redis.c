@@ -33,6 +33,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 #include "util.h"
 
@@ -195,6 +196,7 @@ struct async_store {
     redisAsyncContext *ac;
     int connected;
     struct event *reconnect;
+    int connected_once;         /* a later connect is a reconnect (metrics) */
     struct event *flush;        /* sends the batch being gathered */
     async_call *gather[BATCH_MAX];
     unsigned ngather;
@@ -260,6 +262,9 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     }
     s->connected = 1;
+    if (s->connected_once)
+        rg_metrics_store_reconnect();
+    s->connected_once = 1;
     s->backoff_ms = BACKOFF_MIN_MS;
     s->last_reply_ms = rg_monotonic_ms();
     if (s->c.url.unix_socket)
@@ -526,6 +531,7 @@ typedef struct sync_store {
     redisContext *ctx;
     uint64_t next_try_ms;       /* monotonic: no reconnect before this */
     uint64_t backoff_ms;
+    int connected_once;         /* a later connect is a reconnect (metrics) */
 } sync_store;
 
 static struct timeval ms_tv(uint64_t ms)
@@ -577,6 +583,9 @@ static redisContext *sync_ctx(sync_store *s, char *err, size_t errlen)
         goto fail;
     s->ctx = ctx;
     s->backoff_ms = BACKOFF_MIN_MS;
+    if (s->connected_once)
+        rg_metrics_store_reconnect();
+    s->connected_once = 1;
     return ctx;
 fail:
     if (ctx)

@@ -24,6 +24,7 @@
 #include "engine.h"
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "util.h"
 
@@ -105,12 +106,13 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
     const char *config_path = RG_DEFAULT_CONFIG;
-    int foreground = 0, check_only = 0, opt, fd, is_inet;
+    int foreground = 0, check_only = 0, opt, fd, is_inet, metrics_fd = -1;
     char err[1024], *unix_path = NULL, *listen_spec, *pidfile = NULL;
     char abs_path[PATH_MAX];
     rg_config *cfg;
     rg_gen *gen;
     struct event *sig_hup, *sig_term, *sig_int;
+    rg_metrics_server *metrics = NULL;
 
     while ((opt = getopt(argc, argv, "c:fdl:tVh")) != -1) {
         switch (opt) {
@@ -148,12 +150,24 @@ int main(int argc, char **argv)
 
     rg_log_open(IDENT, cfg->log, g.debug ? LOG_DEBUG : cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
+    rg_metrics_init(IDENT, cfg->metrics_accounts);
 
     listen_spec = rg_strdup(cfg->policyd.listen);
     if ((fd = rg_listen_open(listen_spec, 1, &unix_path, &is_inet, err, sizeof err)) < 0) {
         if (cfg->log != RG_LOG_STDERR)
             fprintf(stderr, IDENT ": %s\n", err);
         rg_fatal("%s", err);
+    }
+    if (cfg->policyd.metrics) {
+        /* bound now, while root; served after the fork (threads do not survive it) */
+        char *mpath = NULL;
+        int minet;
+        if ((metrics_fd = rg_listen_open(cfg->policyd.metrics, 1, &mpath, &minet, err, sizeof err)) < 0) {
+            if (cfg->log != RG_LOG_STDERR)
+                fprintf(stderr, IDENT ": policyd.metrics: %s\n", err);
+            rg_fatal("policyd.metrics: %s", err);
+        }
+        free(mpath);
     }
     if (!foreground && rg_daemonize(cfg->log == RG_LOG_STDERR, derr, sizeof derr) < 0)
         rg_fatal("%s", derr);
@@ -170,6 +184,11 @@ int main(int argc, char **argv)
     if ((gen = rg_gen_new(cfg, g.base, err, sizeof err)) == NULL)
         rg_fatal("%s", err);
     g.server = rg_server_new(g.base, fd, unix_path, is_inet, gen);
+    if (metrics_fd >= 0) {
+        if ((metrics = rg_metrics_serve(metrics_fd, err, sizeof err)) == NULL)
+            rg_fatal("policyd.metrics: %s", err);
+        rg_info("metrics on %s", cfg->policyd.metrics);
+    }
 
     sig_hup = evsignal_new(g.base, SIGHUP, on_hup, NULL);
     sig_term = evsignal_new(g.base, SIGTERM, on_term, NULL);
@@ -182,6 +201,7 @@ int main(int argc, char **argv)
     if (event_base_dispatch(g.base) < 0)
         rg_error("error: event loop failed");
 
+    rg_metrics_server_stop(metrics);
     rg_server_free(g.server);
     event_free(sig_hup);
     event_free(sig_term);

@@ -31,17 +31,6 @@ rg_gen *rg_gen_new(rg_config *cfg, struct event_base *base, char *err, size_t er
 const rg_config *rg_gen_config(const rg_gen *g);
 rg_engine *rg_gen_engine(rg_gen *g);
 
-/*
- * Open a listening socket in Postfix notation: "inet:HOST:PORT",
- * "inet:[IPV6]:PORT" or "unix:PATH".  A stale unix socket is removed (a live
- * one is an error) and the new one made mode 0666 so Postfix can connect.
- * Returns the non-blocking fd, or -1 with a message in err.  *unix_path gets
- * a new string with the absolute socket path (to remove at exit), else NULL.
- * With bind_it 0 only the syntax is checked (for -t) and 0 is returned.
- */
-int rg_listen_open(const char *spec, int bind_it, char **unix_path, int *is_inet,
-                   char *err, size_t errlen);
-
 typedef struct rg_server rg_server;
 
 /* A server on base accepting on listen_fd; takes listen_fd, unix_path

@@ -22,15 +22,22 @@ RG_DEPS=(
     build-essential autoconf automake libtool pkg-config
     libhiredis-dev libevent-dev libmaxminddb-dev libssl-dev libcmocka-dev
     libmilter-dev
+    libgmime-3.0-dev
+    libmicrohttpd-dev
     # tests: store, MTA, SMTP tools, GeoIP data, DKIM verifiers, milter driver
     redis-server redis-tools
     postfix sasl2-bin libsasl2-modules libsasl2-modules-db swaks
     mmdb-bin libmaxmind-db-writer-perl
     python3 python3-dkim opendkim-tools miltertest
     procps util-linux
+    # metrics tests (issue 5): scrape with curl, parse with the Prometheus client's parser
+    curl python3-prometheus-client
     # milter tests (issue 3): OpenDKIM as verifier and peer, Ed25519 for dkimpy,
     # Sendmail's libraries (sendmail-bin/-cf themselves are unpacked, not installed)
     opendkim python3-nacl libwrap0 m4
+    # relayguard-exim.so (issue 4): Exim's dlfunc header; the libraries of
+    # Exim's binary (exim4-daemon-heavy itself is unpacked, not installed)
+    exim4-dev libmariadb3 libidn12 libspf2-2
 )
 
 rg_need_root() {

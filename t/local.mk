@@ -6,3 +6,6 @@ include t/transcript/local.mk
 include t/cli/local.mk
 include t/integration/local.mk
 include t/milter/local.mk
+include t/exim/local.mk
+include t/bounce/local.mk
+include t/detect/local.mk

@@ -60,6 +60,49 @@ run account show alice
 like "$OUT" "limit +-" "set --no-limits clears"
 like "$OUT" "suspended +no" "set --resume"
 
+# --- header policy fields (the milter's Feedback-ID, List-Unsubscribe, account header)
+run account set alice --feedback-id 'c1:alice:news:relay' \
+    --list-unsubscribe '<https://u.example.com/u?id=1>, <mailto:u@example.com>' --bulk \
+    --account-header 'X-AuthUser hmac'
+is "$RC:$OUT" "0:account alice updated" "set header policy: exit 0"
+is "$(rg_redis hget rg:acct:alice feedback_id)" "c1:alice:news:relay" "--feedback-id stored"
+is "$(rg_redis hget rg:acct:alice list_unsubscribe)" "<https://u.example.com/u?id=1>, <mailto:u@example.com>" \
+    "--list-unsubscribe stored"
+is "$(rg_redis hget rg:acct:alice bulk)" "yes" "--bulk stored"
+is "$(rg_redis hget rg:acct:alice account_header)" "X-AuthUser hmac" "--account-header stored"
+run account show alice
+like "$OUT" "feedback_id +c1:alice:news:relay" "show: feedback_id"
+like "$OUT" "list_unsubscribe +<https://u.example.com/u\?id=1>, <mailto:u@example.com>" "show: list_unsubscribe"
+like "$OUT" "bulk +yes" "show: bulk"
+like "$OUT" "account_header +X-AuthUser hmac" "show: account_header"
+run --json account show alice
+json_ok "show --json with header policy parses"
+is "$(printf '%s' "$OUT" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["feedback_id"], d["bulk"], d["account_header"], d["list_unsubscribe"].split(",")[0])')" \
+   "c1:alice:news:relay True X-AuthUser hmac <https://u.example.com/u?id=1>" "show --json: header policy values"
+run account set alice --list-unsubscribe 'https://no-brackets.example.com'
+is "$RC" 2 "bad --list-unsubscribe: exit 2"
+like "$ERR" "--list-unsubscribe: bad list_unsubscribe" "bad --list-unsubscribe: message names the option"
+run account set alice --account-header 'Bad Header: x'
+is "$RC" 2 "bad --account-header: exit 2"
+like "$ERR" "--account-header: bad account_header" "bad --account-header: message names the option"
+run account set alice --feedback-id "$(printf 'two\nlines')"
+is "$RC" 2 "--feedback-id on two lines: exit 2"
+run account set alice --bulk --no-bulk
+is "$RC" 2 "--bulk with --no-bulk: exit 2"
+is "$(rg_redis hget rg:acct:alice feedback_id)" "c1:alice:news:relay" "refused options changed nothing"
+run account set alice --feedback-id '' --list-unsubscribe '' --no-bulk --account-header ''
+is "$RC:$OUT" "0:account alice updated" "clearing the header policy: exit 0"
+is "$(rg_redis hexists rg:acct:alice feedback_id):$(rg_redis hexists rg:acct:alice bulk):$(rg_redis hexists rg:acct:alice account_header)" \
+   "0:0:0" "cleared fields are gone from the hash"
+run --json account show alice
+is "$(printf '%s' "$OUT" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["bulk"], "feedback_id" in d)')" \
+   "False False" "show --json after clearing: bulk false, no feedback_id"
+run account add hp --domains hp.test --feedback-id 'x:hp' --account-header X-Sender-Account
+is "$RC" 0 "account add with header options: exit 0"
+is "$(rg_redis hget rg:acct:hp feedback_id):$(rg_redis hget rg:acct:hp account_header)" "x:hp:X-Sender-Account" \
+   "account add: header fields stored"
+run account del hp
+
 run account add bob --domains bob.test
 run account list
 is "$OUT" "$(printf 'alice\nbob')" "list: sorted names"

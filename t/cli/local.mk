@@ -5,6 +5,7 @@ CLI_TESTS = \
 	t/cli/suppress.sh \
 	t/cli/limit.sh \
 	t/cli/limit-policyd.sh \
-	t/cli/events.sh
+	t/cli/events.sh \
+	t/cli/stats.sh
 TESTS += $(CLI_TESTS)
 EXTRA_DIST += t/cli/common.sh $(CLI_TESTS)

@@ -14,6 +14,10 @@ EXTRA_DIST += \
 	t/integration/examples.sh \
 	t/integration/mkmmdb.pl
 
+# relayguard-policyd's Prometheus endpoint
+TESTS += t/integration/metrics.sh
+EXTRA_DIST += t/integration/metrics.sh
+
 # relayguard-policyd against bad input, reload and drain
 TESTS += t/integration/policyd-badinput.sh
 EXTRA_DIST += t/integration/policyd-badinput.sh

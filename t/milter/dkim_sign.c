@@ -7,7 +7,7 @@
  * header block the way an MTA hands it to a milter (name, value with its
  * folding), feeds the body as it is, and writes the DKIM-Signature headers
  * followed by the unchanged message.  Exit 0, 1 on error, 2 when DOMAIN
- * has no key.
+ * has no key.  RG_DKIM_CHUNK=N feeds the body in N-byte pieces.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,7 +102,15 @@ int main(int argc, char **argv)
         rg_config_free(cfg);
         return 2;
     }
-    rg_dkim_body(s, (const unsigned char *)msg + p, len - p);
+    /* RG_DKIM_CHUNK=N: the body in N-byte pieces, as an MTA sends it in
+     * chunks that may split a CRLF or a run of blanks */
+    const char *chunk_env = getenv("RG_DKIM_CHUNK");
+    size_t chunk = chunk_env ? strtoul(chunk_env, NULL, 10) : 0;
+    for (size_t off = p; off < len;) {
+        size_t piece = chunk && chunk < len - off ? chunk : len - off;
+        rg_dkim_body(s, (const unsigned char *)msg + off, piece);
+        off += piece;
+    }
     char *sig[8];
     int ns = rg_dkim_sign(s, h, nh, sig, 8, err, sizeof err);
     if (ns < 0) {

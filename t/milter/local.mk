@@ -6,9 +6,9 @@ check_PROGRAMS += t/milter/dkim_sign
 t_milter_dkim_sign_SOURCES = t/milter/dkim_sign.c
 t_milter_dkim_sign_LDADD = policy/librgpolicy.la
 TESTS += t/milter/dkim.sh t/milter/callbacks.sh t/milter/postfix.sh t/milter/kill.sh \
-	t/milter/sendmail.sh
+	t/milter/sendmail.sh t/milter/local.sh
 endif
 EXTRA_DIST += t/milter/common.sh t/milter/dkimverify.py t/milter/dkim.sh t/milter/callbacks.sh \
-	t/milter/postfix.sh t/milter/kill.sh t/milter/sendmail.sh \
+	t/milter/postfix.sh t/milter/kill.sh t/milter/sendmail.sh t/milter/local.sh \
 	t/milter/lua/lib.lua t/milter/lua/accept.lua t/milter/lua/refusals.lua \
 	t/milter/lua/notours.lua t/milter/lua/malformed.lua

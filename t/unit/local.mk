@@ -28,3 +28,24 @@ t_unit_test_account_LDADD = $(UNIT_LDADD)
 t_unit_test_geoip_SOURCES = t/unit/test_geoip.c
 t_unit_test_geoip_CFLAGS = $(UNIT_CFLAGS)
 t_unit_test_geoip_LDADD = $(UNIT_LDADD)
+
+# return-path tokens (issue 6)
+check_PROGRAMS += t/unit/test_verp
+TESTS += t/unit/test_verp
+t_unit_test_verp_SOURCES = t/unit/test_verp.c
+t_unit_test_verp_CFLAGS = $(UNIT_CFLAGS)
+t_unit_test_verp_LDADD = $(UNIT_LDADD)
+
+# the metrics counters and their Prometheus text (issue 5)
+check_PROGRAMS += t/unit/test_metrics
+TESTS += t/unit/test_metrics
+t_unit_test_metrics_SOURCES = t/unit/test_metrics.c
+t_unit_test_metrics_CFLAGS = $(UNIT_CFLAGS)
+t_unit_test_metrics_LDADD = $(UNIT_LDADD)
+
+# compromised-account detection (issue 5): a replayed history, injected clock
+check_PROGRAMS += t/unit/test_detect
+TESTS += t/unit/test_detect
+t_unit_test_detect_SOURCES = t/unit/test_detect.c
+t_unit_test_detect_CFLAGS = $(UNIT_CFLAGS)
+t_unit_test_detect_LDADD = $(UNIT_LDADD) -lm

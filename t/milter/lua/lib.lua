@@ -24,7 +24,10 @@ function open(ip)
     check(conn ~= nil, "connect to " .. sock)
     check(mt.negotiate(conn, nil, nil, nil) == nil, "negotiate")
     check(mt.conninfo(conn, "client.test", ip or "192.0.2.10") == nil, "conninfo")
-    check(mt.helo(conn, "client.test") == nil, "helo")
+    -- relayguard-milter asks for no HELO (SMFIP_NOHELO): miltertest then
+    -- refuses to send one; any other error fails
+    local sent, err = pcall(mt.helo, conn, "client.test")
+    check(sent and err == nil or string.find(tostring(err), "SMFIP_NOHELO", 1, true), "helo")
     return conn
 end
 
