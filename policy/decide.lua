@@ -16,11 +16,13 @@
 --       3 node      4 msgkey (NODE:MSGID or "")   5 queue id
 --       6 account   7 login   8 client   9 country
 --      10 sender   11 recipient   12 nrcpt   13 size   14 stage
---      15 verdict  16 code  17 reason  18 detail      (op log: the engine's verdict)
---      19 events_max   20 reservation_ttl_ms   21 hour (YYYYMMDDHH)
---      22 nlimits, then per limit 9 values:
---         bucket, kind (r|q), unit (m|r), count, T_us, tau_us, window, window_end_ms, hard (1|0)
---      then the originating script (X-PHP-Originating-Script; "" if none)
+--      15 events_max   16 reservation_ttl_ms   17 hour (YYYYMMDDHH)
+--      18 the originating script (X-PHP-Originating-Script; "" if none)
+--      19 nlimits, then per limit 2 values: bucket, and its definition
+--         "KIND UNIT COUNT T_us TAU_us WINDOW WINDOW_END_ms HARD":
+--         kind r|q, unit m|r, window "-" for a rate, hard 1|0
+--      op log only, after the (zero) limits: verdict, code, reason, detail
+--         (the engine's own verdict)
 --
 -- Returns one {gen, outcome, a1, a2, a3} per decision, in order:
 --   {gen, "ok"}                         allowed (rcpt: reserved; eom: charged)
@@ -49,6 +51,16 @@ local NUM = setmetatable({}, {__index = function(t, k)
     local v = tonumber(k)
     t[k] = v
     return v
+end})
+-- A limit's definition, parsed once per batch: {kind, unit, count, T, tau,
+-- window, window end, hard}.
+local DEF = setmetatable({}, {__index = function(t, k)
+    local kind, unit, count, T, tau, win, wend, hard =
+        string.match(k, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+    local d = {kind, unit, tonumber(count), tonumber(T), tonumber(tau),
+               win == '-' and '' or win, tonumber(wend), hard}
+    t[k] = d
+    return d
 end})
 local SMALL = {}
 for i = 0, 64 do SMALL[i] = tostring(i) end
@@ -210,20 +222,20 @@ local function over(i)
     return nil
 end
 
-local function decide(argc)
+local function decide()
     op, now = ARGV[o + 1], NUM[ARGV[o + 2]]
     now_us = now * 1000
     node, msgkey, qid = ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
     acct, login, client, country = ARGV[o + 6], ARGV[o + 7], ARGV[o + 8], ARGV[o + 9]
     sender, rcpt, size, stage = ARGV[o + 10], ARGV[o + 11], ARGV[o + 13], ARGV[o + 14]
     nrcpt = NUM[ARGV[o + 12]] or 0
-    events_max, ttl_s, hour = ARGV[o + 19], ARGV[o + 20], ARGV[o + 21]
+    events_max, ttl_s, hour, script = ARGV[o + 15], ARGV[o + 16], ARGV[o + 17], ARGV[o + 18]
     ttl = NUM[ttl_s]
-    nl = NUM[ARGV[o + 22]]
-    script = (argc >= 23 + 9 * nl) and ARGV[o + 23 + 9 * nl] or ''
+    nl = NUM[ARGV[o + 19]]
 
     if op == 'log' then
-        event(ARGV[o + 15], ARGV[o + 16], ARGV[o + 17], ARGV[o + 18])
+        local v = o + 19 + 2 * nl
+        event(ARGV[v + 1], ARGV[v + 2], ARGV[v + 3], ARGV[v + 4])
         return {gen, 'logged'}
     end
 
@@ -289,11 +301,10 @@ local function decide(argc)
     tslot = rslot and int(rslot) or int(floor((now + ttl) / SLOT) + 1)
 
     for i = 1, nl do
-        local b = o + 22 + (i - 1) * 9
-        local bucket = ARGV[b + 1]
-        LB[i], LK[i], LU[i] = bucket, ARGV[b + 2], ARGV[b + 3]
-        LC[i], LT[i], LTAU[i] = NUM[ARGV[b + 4]], NUM[ARGV[b + 5]], NUM[ARGV[b + 6]]
-        LW[i], LWE[i], LH[i] = ARGV[b + 7], NUM[ARGV[b + 8]], ARGV[b + 9]
+        local b = o + 19 + (i - 1) * 2
+        local bucket, d = ARGV[b + 1], DEF[ARGV[b + 2]]
+        LB[i], LK[i], LU[i], LC[i], LT[i], LTAU[i], LW[i], LWE[i], LH[i] =
+            bucket, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8]
         LHK[i] = 'rg:h:' .. bucket
         local r = nil
         if res then
@@ -392,7 +403,7 @@ local out = {}
 o = 2
 for i = 1, tonumber(ARGV[1]) do
     local argc = NUM[ARGV[o]]
-    out[i] = decide(argc)
+    out[i] = decide()
     o = o + 1 + argc
 end
 return out

@@ -547,10 +547,10 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
     argbuf b;
     b.argc = 0;
     b.nnum = 0;
-    b.argv = rg_calloc(22 + 9 * nl + 2, sizeof *b.argv);
-    b.num = rg_calloc(16 + 6 * nl, sizeof *b.num);
+    b.argv = rg_calloc(19 + 2 * nl + 4, sizeof *b.argv);
+    b.num = rg_calloc(8, sizeof *b.num);
     char (*bucket)[512] = rg_calloc(nl + 1, sizeof *bucket);
-    char (*win)[32] = rg_calloc(nl + 1, sizeof *win);
+    char (*def)[160] = rg_calloc(nl + 1, sizeof *def);
     char msgkey[RG_NAME_MAX * 2 + 2] = "";
     if (req->msg_id && req->msg_id[0])
         snprintf(msgkey, sizeof msgkey, "%s:%s", e->cfg->node, req->msg_id);
@@ -562,6 +562,7 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
 
     const char *acct = d->acct ? d->acct->name : "";
     const rg_verdict *v = &d->v;
+    /* the layout is decide.lua's header */
     b.argv[b.argc++] = op;
     b.argv[b.argc++] = num(&b, "%" PRIu64, now);
     b.argv[b.argc++] = e->cfg->node;
@@ -576,13 +577,10 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
     b.argv[b.argc++] = num(&b, "%u", d->nrcpt);
     b.argv[b.argc++] = num(&b, "%" PRIu64, d->size);
     b.argv[b.argc++] = rg_stage_name(d->stage);
-    b.argv[b.argc++] = d->logged_only ? rg_action_name(v->action) : "";
-    b.argv[b.argc++] = d->logged_only ? num(&b, "%d", v->code) : "";
-    b.argv[b.argc++] = d->logged_only ? v->reason : "";
-    b.argv[b.argc++] = d->logged_only ? v->text : "";
     b.argv[b.argc++] = num(&b, "%" PRIu64, e->cfg->events_max);
     b.argv[b.argc++] = num(&b, "%" PRIu64, e->cfg->reservation_ttl_ms);
     b.argv[b.argc++] = hour;
+    b.argv[b.argc++] = d->script;       /* the originating script, for the event ("" if none) */
 
     size_t used = 0;
     const char *dom = rg_addr_domain(d->sender);
@@ -604,31 +602,33 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
     for (size_t i = 0; i < used; i++) {
         const rg_limit *l = d->limits[i];
         uint64_t T = 0, tau = 0, wend = 0, wstart = 0;
+        char win[32] = "-";
         if (l->kind == RG_LIMIT_RATE) {
             T = l->period_ms * 1000 / l->count;
             tau = (l->burst ? l->burst : l->count) * T;
-            win[i][0] = '\0';
         } else {
-            rg_window_bounds(l, now, &wstart, &wend, win[i], sizeof win[0]);
+            rg_window_bounds(l, now, &wstart, &wend, win, sizeof win);
         }
+        /* one string per limit: the script parses each distinct one once a batch */
+        snprintf(def[i], sizeof def[0], "%c %c %" PRIu64 " %" PRIu64 " %" PRIu64 " %s %" PRIu64 " %c",
+                 l->kind == RG_LIMIT_RATE ? 'r' : 'q', l->unit == RG_UNIT_RCPT ? 'r' : 'm',
+                 l->count, T, tau, win, wend, l->hard ? '1' : '0');
         b.argv[b.argc++] = bucket[i];
-        b.argv[b.argc++] = l->kind == RG_LIMIT_RATE ? "r" : "q";
-        b.argv[b.argc++] = l->unit == RG_UNIT_RCPT ? "r" : "m";
-        b.argv[b.argc++] = num(&b, "%" PRIu64, l->count);
-        b.argv[b.argc++] = num(&b, "%" PRIu64, T);
-        b.argv[b.argc++] = num(&b, "%" PRIu64, tau);
-        b.argv[b.argc++] = win[i];
-        b.argv[b.argc++] = num(&b, "%" PRIu64, wend);
-        b.argv[b.argc++] = l->hard ? "1" : "0";
+        b.argv[b.argc++] = def[i];
     }
-    /* after the limits: the originating script, for the event ("" if none) */
-    b.argv[b.argc++] = d->script;
+    if (d->logged_only) {
+        /* op log: the engine's own verdict, for the event */
+        b.argv[b.argc++] = rg_action_name(v->action);
+        b.argv[b.argc++] = num(&b, "%d", v->code);
+        b.argv[b.argc++] = v->reason;
+        b.argv[b.argc++] = v->text;
+    }
     /* The store copies the arguments before it returns (or calls back). */
     e->store->decide(e->store, b.argc, b.argv, on_script, d);
     free(b.argv);
     free(b.num);
     free(bucket);
-    free(win);
+    free(def);
 }
 
 static void copy_clean(char *dst, size_t len, const char *src)
