@@ -20,3 +20,17 @@ bench_bounce_parse_LDADD = policy/librgbounce.la policy/librgpolicy.la
 EXTRA_DIST += bench/run-bounce.sh
 # Exim: relayguard-exim.so against Exim alone and Exim's ratelimit (issue 4)
 EXTRA_DIST += bench/run-exim.sh
+# webhooks: a fast loopback receiver for bench/run-webhook.sh (issue 5)
+noinst_PROGRAMS += bench/webhook-sink
+bench_webhook_sink_SOURCES = bench/webhook-sink.c
+bench_webhook_sink_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(OPENSSL_CFLAGS)
+bench_webhook_sink_LDADD = $(LIBEVENT_LIBS) $(OPENSSL_LIBS)
+EXTRA_DIST += bench/run-webhook.sh
+# libmilter doing nothing: libmilter's own cost per message (bench/run-milter.sh)
+if BUILD_MILTER
+noinst_PROGRAMS += bench/null-milter
+bench_null_milter_SOURCES = bench/null-milter.c
+bench_null_milter_LDADD = $(MILTER_LIBS)
+endif
+# compromised-account detection on vs off (issue 5)
+EXTRA_DIST += bench/run-detect.sh

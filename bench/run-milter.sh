@@ -6,6 +6,8 @@
 #             a rate limit and a quota), signing RSA-2048 (inet: socket)
 #   rg-ed     the same signing Ed25519
 #   rg-rsa-unix  rg-rsa on a unix socket
+#   null-unix    bench/null-milter.c (libmilter doing nothing, negotiating what
+#             relayguard-milter negotiates) on a unix socket: libmilter's floor
 # Prints messages/s, milter CPU seconds per 10,000 messages, RSS, and the
 # ratios against OpenDKIM.  Run as root on an otherwise idle machine:
 #   bench/run-milter.sh [MESSAGES] [SESSIONS]      (default 20000, 20)
@@ -135,6 +137,22 @@ rg_start_milter "$RG_CONF" "unix:$RG_TMP/milter.sock"
 chmod 666 "$RG_TMP/milter.sock"
 run rg-rsa-unix "unix:$RG_TMP/milter.sock" "$MILTER_PID" a@rsa.bench.test
 rg_stop_milter
+
+# libmilter's own cost: a filter that does nothing (never installed)
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" null-unix "* ]]; then
+    NULL_MILTER="$top_builddir/bench/null-milter"     # built with the tree
+    if [ -x "$NULL_MILTER" ]; then
+        "$NULL_MILTER" "unix:$RG_TMP/null.sock" >"$RG_TMP/null.log" 2>&1 &
+        NULLPID=$!
+        rg_on_exit "rg_stop_pid $NULLPID"
+        rg_wait_for 10 test -S "$RG_TMP/null.sock"
+        chmod 666 "$RG_TMP/null.sock"
+        run null-unix "unix:$RG_TMP/null.sock" "$NULLPID" a@rsa.bench.test
+        rg_stop_pid "$NULLPID"
+    else
+        log "null-unix: $NULL_MILTER not built"
+    fi
+fi
 
 # Latency: one session, one message after the other (LATENCY=0 skips it).
 # On inet: every delayed-ACK stall shows here in full (see milter/tcp.c).

@@ -1988,7 +1988,7 @@ static void usage(FILE *f)
         "  load FILE [--dry-run] [--prune]\n"
         "  dkim keygen DOMAIN SELECTOR [--ed25519] [--dir DIR]\n"
         "  dkim list\n"
-        "  webhooks status | list-dead | retry ID|--all\n"
+        "  webhooks status | list-dead | retry ID|--all | drop ID|--all\n"
         "  bounce [--rcpt ADDR] < MESSAGE | bounce parse FILE.. | bounce token ACCOUNT SENDER RCPT..\n"
         "  version | help\n"
         "\n"

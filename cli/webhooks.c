@@ -1,5 +1,6 @@
 /*
- * webhooks.c - `relayguard webhooks status | list-dead | retry ID|--all`.
+ * webhooks.c - `relayguard webhooks status | list-dead | retry ID|--all |
+ * drop ID|--all`.
  *
  * Reads and moves the queue state relayguard-webhookd keeps in Redis
  * (webhookd/whq.h); nothing is sent from here: a retried dead letter goes
@@ -85,7 +86,7 @@ static int print_dead(void *arg, const rg_wh_dead *d)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: relayguard [-c FILE] [--json] webhooks status | list-dead | retry ID|--all\n");
+    fprintf(f, "usage: relayguard [-c FILE] [--json] webhooks status | list-dead | retry ID|--all | drop ID|--all\n");
 }
 
 int rg_cli_webhooks(const char *conf_path, bool json, int argc, char **argv)
@@ -118,13 +119,14 @@ int rg_cli_webhooks(const char *conf_path, bool json, int argc, char **argv)
         }
     }
     if (verb == NULL) {
-        fprintf(stderr, "relayguard: webhooks: status, list-dead or retry?\n");
+        fprintf(stderr, "relayguard: webhooks: status, list-dead, retry or drop?\n");
         usage(stderr);
         return EX_USAGE;
     }
-    bool is_retry = strcmp(verb, "retry") == 0;
+    bool is_drop = strcmp(verb, "drop") == 0;
+    bool is_retry = strcmp(verb, "retry") == 0 || is_drop;     /* both take ID|--all */
     if (strcmp(verb, "status") != 0 && strcmp(verb, "list-dead") != 0 && !is_retry) {
-        fprintf(stderr, "relayguard: webhooks: unknown command '%s' (status, list-dead, retry)\n", verb);
+        fprintf(stderr, "relayguard: webhooks: unknown command '%s' (status, list-dead, retry, drop)\n", verb);
         usage(stderr);
         return EX_USAGE;
     }
@@ -135,7 +137,7 @@ int rg_cli_webhooks(const char *conf_path, bool json, int argc, char **argv)
         return EX_USAGE;
     }
     if (id && (id[0] == '\0' || strspn(id, "0123456789") != strlen(id) || strlen(id) > 19)) {
-        fprintf(stderr, "relayguard: webhooks retry: bad ID '%s' (a number from list-dead)\n", id);
+        fprintf(stderr, "relayguard: webhooks %s: bad ID '%s' (a number from list-dead)\n", verb, id);
         return EX_USAGE;
     }
 
@@ -185,14 +187,16 @@ int rg_cli_webhooks(const char *conf_path, bool json, int argc, char **argv)
         else if (n == 0 && !json)
             rc = EX_NO;
     } else {
-        long n = rg_whq_dead_retry(q, all ? NULL : id);
+        long n = is_drop ? rg_whq_dead_drop(q, all ? NULL : id) : rg_whq_dead_retry(q, all ? NULL : id);
         if (n < 0) {
             rc = EX_STORE;
         } else if (n == 0 && id) {
-            fprintf(stderr, "relayguard: webhooks retry: no dead letter %s\n", id);
+            fprintf(stderr, "relayguard: webhooks %s: no dead letter %s\n", verb, id);
             rc = EX_NO;
         } else if (json) {
-            printf("{\"retried\": %ld}\n", n);
+            printf("{\"%s\": %ld}\n", is_drop ? "dropped" : "retried", n);
+        } else if (is_drop) {
+            printf("%ld dead letter%s deleted\n", n, n == 1 ? "" : "s");
         } else {
             printf("%ld dead letter%s back in %s queue%s\n", n, n == 1 ? "" : "s",
                    n == 1 ? "its" : "their", n == 1 ? "" : "s");

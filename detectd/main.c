@@ -19,6 +19,7 @@
  * the configuration; SIGTERM and SIGINT finish the batch and exit.
  */
 #include <errno.h>
+#include <search.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -42,9 +43,24 @@
 
 #define IDENT "relayguard-detectd"
 #define BLOCK_MS "500"              /* XREADGROUP BLOCK: how soon a signal is noticed */
+#define GATHER_MS 200               /* after a batch that was not full: let the stream fill */
 #define SAVE_TRIES 5
 #define HITS_MAX 8
 #define ACTION_UNKNOWN (-9)
+
+/*
+ * States this detector wrote last, by account, with the version they got:
+ * while nobody else writes an account (one detector, or the same accounts
+ * keep going to the same one) a batch reads nothing from Redis, and the
+ * version check of the write tells when somebody did.  Bounded: when full it
+ * is emptied (the states are read again).
+ */
+#define CACHE_MAX 20000
+typedef struct centry {
+    char *name;
+    uint64_t version;
+    rg_detect_state st;
+} centry;
 
 static struct {
     char *config_path;
@@ -58,7 +74,67 @@ static struct {
     char autoclaim_from[64];
     bool group_ok;
     unsigned long events, detections;
+    struct hsearch_data cache;
+    centry **centries;
+    size_t ncache;
 } g;
+
+static void cache_clear(void)
+{
+    if (g.centries == NULL)
+        return;
+    hdestroy_r(&g.cache);
+    for (size_t i = 0; i < g.ncache; i++) {
+        free(g.centries[i]->name);
+        free(g.centries[i]);
+    }
+    free(g.centries);
+    g.centries = NULL;
+    g.ncache = 0;
+}
+
+static centry *cache_get(const char *name)
+{
+    ENTRY q = { .key = (char *)name }, *e = NULL;
+    if (g.centries == NULL || hsearch_r(q, FIND, &e, &g.cache) == 0)
+        return NULL;
+    return e->data;
+}
+
+/* Remember st as version of name (a copy). */
+static void cache_put(const char *name, const rg_detect_state *st, uint64_t version)
+{
+    centry *c = cache_get(name);
+    if (c == NULL) {
+        if (g.ncache == CACHE_MAX)
+            cache_clear();
+        if (g.centries == NULL) {
+            memset(&g.cache, 0, sizeof g.cache);
+            if (hcreate_r(CACHE_MAX * 2, &g.cache) == 0)
+                return;
+            g.centries = rg_calloc(CACHE_MAX, sizeof *g.centries);
+        }
+        c = rg_calloc(1, sizeof *c);
+        c->name = rg_strdup(name);
+        ENTRY q = { .key = c->name, .data = c }, *e = NULL;
+        if (hsearch_r(q, ENTER, &e, &g.cache) == 0) {
+            free(c->name);
+            free(c);
+            return;
+        }
+        g.centries[g.ncache++] = c;
+    }
+    c->st = *st;
+    c->version = version;
+}
+
+/* Forget name's state (somebody else wrote it). */
+static void cache_drop(const char *name)
+{
+    centry *c = cache_get(name);
+    if (c)
+        c->version = UINT64_MAX;    /* never matches: read again */
+}
 
 static uint64_t mono_ms(void)
 {
@@ -170,12 +246,12 @@ static int ensure_group(void)
 
 /* --- a batch ---------------------------------------------------------------------- */
 
-typedef struct entry {
+typedef struct sentry {
     const char *id;
     const redisReply *fields;   /* flat field/value array */
     rg_detect_event ev;
     char country[3];            /* looked up here when the event has none */
-} entry;
+} sentry;
 
 typedef struct pending {
     rg_detect_hit hit;
@@ -201,7 +277,7 @@ static const char *field(const redisReply *f, const char *name)
 }
 
 /* Feed an account's events to its state; collect what to do. */
-static void feed(abatch *a, entry *e, rg_detect_state *s)
+static void feed(abatch *a, sentry *e, rg_detect_state *s)
 {
     const rg_detect_conf *dc = &g.cfg->detect;
     a->np = 0;
@@ -271,7 +347,7 @@ static int process(const redisReply *list)
     size_t n = list->elements;
     if (n == 0)
         return 0;
-    entry *e = rg_calloc(n, sizeof *e);
+    sentry *e = rg_calloc(n, sizeof *e);
     abatch *accts = NULL;
     size_t nacct = 0, ne = 0;
     int ret = 0;
@@ -281,7 +357,7 @@ static int process(const redisReply *list)
         if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 ||
             it->element[0]->type != REDIS_REPLY_STRING)
             continue;
-        entry *x = &e[ne];
+        sentry *x = &e[ne];
         x->id = it->element[0]->str;
         x->fields = it->element[1];
         if (x->fields->type != REDIS_REPLY_ARRAY) {
@@ -320,25 +396,44 @@ static int process(const redisReply *list)
         ne++;
     }
 
-    /* Read, feed, write; the accounts whose write lost go round again. */
-    char **names = rg_calloc(nacct + 1, sizeof *names);
-    rg_detect_state *st = rg_calloc(nacct + 1, sizeof *st);
-    uint64_t *ver = rg_calloc(nacct + 1, sizeof *ver);
-    bool *conflict = rg_calloc(nacct + 1, sizeof *conflict);
-    size_t *which = rg_calloc(nacct + 1, sizeof *which);
+    /* Read (what the cache does not have), feed, write; the accounts whose
+     * write lost are read again and fed again. */
+    char **names = rg_calloc(nacct + 1, sizeof *names), **rnames = rg_calloc(nacct + 1, sizeof *rnames);
+    rg_detect_state *st = rg_calloc(nacct + 1, sizeof *st), *orig = rg_calloc(nacct + 1, sizeof *orig);
+    rg_detect_state *rst = rg_calloc(nacct + 1, sizeof *rst);
+    uint64_t *ver = rg_calloc(nacct + 1, sizeof *ver), *rver = rg_calloc(nacct + 1, sizeof *rver);
+    bool *conflict = rg_calloc(nacct + 1, sizeof *conflict), *newbase = rg_calloc(nacct + 1, 1);
+    size_t *which = rg_calloc(nacct + 1, sizeof *which), *rj = rg_calloc(nacct + 1, sizeof *rj);
     size_t todo = nacct;
     for (size_t k = 0; k < nacct; k++)
         which[k] = k;
     for (int tries = 0; todo > 0 && tries < SAVE_TRIES; tries++) {
-        for (size_t j = 0; j < todo; j++)
+        size_t nread = 0;
+        for (size_t j = 0; j < todo; j++) {
             names[j] = accts[which[j]].name;
-        if (rg_detect_store_load(g.ad, names, todo, st, ver) < 0) {
+            centry *c = tries == 0 ? cache_get(names[j]) : NULL;
+            if (c && c->version != UINT64_MAX) {
+                st[j] = c->st;
+                ver[j] = c->version;
+            } else {
+                rnames[nread] = names[j];
+                rj[nread++] = j;
+            }
+        }
+        if (nread && rg_detect_store_load(g.ad, rnames, nread, rst, rver) < 0) {
             ret = -1;
             break;
         }
-        for (size_t j = 0; j < todo; j++)
+        for (size_t r = 0; r < nread; r++) {
+            st[rj[r]] = rst[r];
+            ver[rj[r]] = rver[r];
+        }
+        for (size_t j = 0; j < todo; j++) {
+            orig[j] = st[j];
             feed(&accts[which[j]], e, &st[j]);
-        if (rg_detect_store_save(g.ad, names, todo, st, ver, conflict) < 0) {
+            newbase[j] = !rg_detect_same_baseline(&orig[j], &st[j]);
+        }
+        if (rg_detect_store_save(g.ad, names, todo, st, newbase, ver, conflict) < 0) {
             ret = -1;
             break;
         }
@@ -346,9 +441,11 @@ static int process(const redisReply *list)
         for (size_t j = 0; j < todo; j++) {
             abatch *a = &accts[which[j]];
             if (conflict[j]) {
+                cache_drop(a->name);
                 which[left++] = which[j];
                 continue;
             }
+            cache_put(a->name, &st[j], ver[j] + 1);
             for (size_t q = 0; q < a->np; q++)
                 act(a, &a->p[q]);
             a->np = 0;
@@ -385,10 +482,16 @@ static int process(const redisReply *list)
     }
     free(accts);
     free(names);
+    free(rnames);
     free(st);
+    free(orig);
+    free(rst);
     free(ver);
+    free(rver);
     free(conflict);
+    free(newbase);
     free(which);
+    free(rj);
     free(e);
     return ret;
 }
@@ -422,8 +525,10 @@ static void autoclaim(void)
     g.next_autoclaim = mono_ms() + g.cfg->detect.claim_idle_ms / 2;
 }
 
-static void read_batch(void)
+/* Read and process one batch.  Returns the number of entries read. */
+static size_t read_batch(void)
 {
+    size_t got = 0;
     char count[16];
     snprintf(count, sizeof count, "%u", g.cfg->detect.batch);
     const char *av[] = { "XREADGROUP", "GROUP", RG_DETECT_GROUP, g.consumer, "COUNT", count,
@@ -431,7 +536,7 @@ static void read_batch(void)
     redisReply *r = redisCommandArgv(ctx(), 11, av, NULL);
     if (r == NULL) {
         store_lost(ctx()->errstr);
-        return;
+        return 0;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         if (strstr(r->str, "NOGROUP"))
@@ -439,12 +544,15 @@ static void read_batch(void)
         else
             rg_error("error: XREADGROUP: %s", r->str);
         freeReplyObject(r);
-        return;
+        return 0;
     }
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2)
+        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
+        got = r->element[0]->element[1]->elements;
         process(r->element[0]->element[1]);
+    }
     freeReplyObject(r);
+    return got;
 }
 
 /* --- start ------------------------------------------------------------------------------ */
@@ -564,11 +672,16 @@ int main(int argc, char **argv)
         if (ensure_group() < 0)
             continue;
         autoclaim();
-        if (g.ad)
-            read_batch();
+        /* A batch that was not full: the detector keeps up.  Waiting a moment
+         * lets the next batch gather more events, so that the per-batch work
+         * (one read, one write, one XACK) is shared by more of them; a
+         * detection comes at most GATHER_MS later. */
+        if (g.ad && read_batch() < g.cfg->detect.batch && !g.stop && !g.hup)
+            usleep(GATHER_MS * 1000);
     }
     rg_info("stopping: %lu events read, %lu detections", g.events, g.detections);
     rg_admin_close(&g.ad);
+    cache_clear();
     if (g.geo)
         g.geo->free(g.geo);
     if (g.cfg->detect.pidfile)

@@ -86,6 +86,7 @@ int rg_not_smtp(uschar **yield, int argc, uschar *argv[]);
 int rg_dkim_domain(uschar **yield, int argc, uschar *argv[]);
 int rg_dkim_selector(uschar **yield, int argc, uschar *argv[]);
 int rg_dkim_key(uschar **yield, int argc, uschar *argv[]);
+int rg_preload(uschar **yield, int argc, uschar *argv[]);
 
 int rg_mail(uschar **yield, int argc, uschar *argv[])
 {
@@ -120,4 +121,9 @@ int rg_dkim_selector(uschar **yield, int argc, uschar *argv[])
 int rg_dkim_key(uschar **yield, int argc, uschar *argv[])
 {
     return run(RGX_DKIM_KEY, yield, argc, argv);
+}
+
+int rg_preload(uschar **yield, int argc, uschar *argv[])
+{
+    return run(RGX_PRELOAD, yield, argc, argv);
 }

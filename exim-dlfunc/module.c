@@ -19,14 +19,19 @@
  * submission or delivery), and each call runs in one of them, single
  * threaded.  So each process keeps one instance (config, engine, blocking
  * Redis store, DKIM keys) made on its first call and reused by every later
- * one; a forked child notices the new pid and makes its own, never sharing
- * its parent's Redis socket.  The store's time budget (store_timeout) bounds
- * every call; a store error is the engine's on_store_error verdict.
+ * one.  A process forked from one that had an instance keeps it (the
+ * configuration and the accounts) but opens its own Redis connection
+ * (proc_store); rg_preload makes the Exim daemon hold one for all its
+ * children.  The store's time budget (store_timeout) bounds every call; a
+ * store error is the engine's on_store_error verdict.
  *
  * A message is keyed for its reservation by an id made here: the pid, the
- * time the instance was made (so a reused pid is a new id) and a count of
- * messages in this process.  rg_mail starts a message, rg_data and
- * rg_not_smtp end it; the queue id ($message_exim_id) marks the charge.
+ * time of the process's first call (so a reused pid is a new id) and a
+ * count of messages in this process.  rg_mail starts a message, rg_data
+ * and rg_not_smtp end it; the queue id ($message_exim_id) marks the charge.
+ *
+ * Exim's processes are single-threaded, so the yield and the scratch
+ * buffers are static, as in Postfix's daemons.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -88,6 +93,9 @@ static const fnspec specs[RGX_N] = {
     [RGX_DKIM_KEY] = { "rg_dkim_key", 4, 4, "CONFIG ACCOUNT DOMAIN SELECTOR",
         { A_CONF, A_NAME, A_DOMAIN, A_NAME },
         { "CONFIG", "ACCOUNT", "DOMAIN", "SELECTOR" } },
+    [RGX_PRELOAD] = { "rg_preload", 2, 2, "CONFIG MAX_PER_HOST",
+        { A_CONF, A_NUM },
+        { "CONFIG", "MAX_PER_HOST" } },
 };
 
 static size_t kind_max(arg_kind k)
@@ -201,14 +209,72 @@ static int give_verdict(const rg_verdict *v)
 
 /* ---------------------------------------------------- the process instance */
 
-typedef struct inst {
+/*
+ * The store of an instance: a blocking Redis store that belongs to one
+ * process.  After a fork the child drops its copy of the parent's
+ * connection (closing an inherited socket leaves the parent's untouched)
+ * and connects anew on first use, while the engine keeps the accounts it
+ * inherited.  So a child of the Exim daemon that preloaded relayguard
+ * (rg_preload) pays neither the configuration nor the accounts.
+ */
+typedef struct proc_store {
+    rg_store base;
+    const rg_config *cfg;
+    rg_store *inner;
     pid_t pid;
+} proc_store;
+
+static rg_store *proc_inner(rg_store *st)
+{
+    proc_store *s = (proc_store *)st;
+    pid_t pid = getpid();
+    if (s->pid != pid) {
+        s->inner->free(s->inner);
+        s->inner = rg_store_redis_sync(s->cfg);
+        s->pid = pid;
+    }
+    return s->inner;
+}
+
+static void proc_decide(rg_store *st, int argc, const char **argv, rg_store_cb *cb, void *arg)
+{
+    rg_store *in = proc_inner(st);
+    in->decide(in, argc, argv, cb, arg);
+}
+
+static void proc_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
+{
+    rg_store *in = proc_inner(st);
+    in->load_accounts(in, cb, arg);
+}
+
+static void proc_free(rg_store *st)
+{
+    proc_store *s = (proc_store *)st;
+    s->inner->free(s->inner);
+    free(s);
+}
+
+static rg_store *proc_store_new(const rg_config *cfg)
+{
+    proc_store *s = rg_calloc(1, sizeof *s);
+    s->base.decide = proc_decide;
+    s->base.load_accounts = proc_load_accounts;
+    s->base.free = proc_free;
+    s->cfg = cfg;
+    s->inner = rg_store_redis_sync(cfg);
+    s->pid = getpid();
+    return &s->base;
+}
+
+typedef struct inst {
     char *conf_path;
     rg_config *cfg;
     rg_geoip *geo;
-    rg_store *store;
+    rg_store *store;            /* a proc_store */
     rg_engine *engine;
     rg_dkim_keys *keys;         /* on the first DKIM call */
+    uint64_t refreshed_ms;      /* rg_preload: last account load (monotonic) */
 } inst;
 
 static inst *cur;
@@ -216,7 +282,7 @@ static inst *cur;
 /* The message in flight in this process. */
 static struct {
     pid_t pid;
-    char boot[24];              /* the instance's birth, µs, hex */
+    char boot[24];              /* when this process started numbering, µs, hex */
     unsigned long long seq;
     char id[64];
     int open;
@@ -237,17 +303,25 @@ static void inst_free(inst *in)
     free(in);
 }
 
-/* The instance for conf_path in this process, made on first use.  NULL
- * with the yield set to the error. */
+/* The instance for conf_path, made on first use in this process or
+ * inherited from the process it was forked from.  NULL with the yield set
+ * to the error. */
 static inst *inst_get(const char *conf_path)
 {
     const char *path = conf_path[0] ? conf_path : RG_DEFAULT_CONFIG;
     pid_t pid = getpid();
-    if (cur && cur->pid == pid && strcmp(cur->conf_path, path) == 0)
+    if (msg.pid != pid) {
+        /* a new process numbers its own messages */
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        memset(&msg, 0, sizeof msg);
+        msg.pid = pid;
+        snprintf(msg.boot, sizeof msg.boot, "%llx",
+                 (unsigned long long)tv.tv_sec * 1000000ULL + (unsigned long long)tv.tv_usec);
+    }
+    if (cur && strcmp(cur->conf_path, path) == 0)
         return cur;
-    /* Another config, or a forked child holding its parent's instance:
-     * start afresh (closing our copy of the parent's socket is harmless). */
-    inst_free(cur);
+    inst_free(cur);             /* another relayguard.conf: start afresh */
     cur = NULL;
 
     char err[1024];
@@ -258,7 +332,6 @@ static inst *inst_get(const char *conf_path)
     }
     rg_log_open(IDENT, cfg->log, cfg->log_level);
     inst *in = rg_calloc(1, sizeof *in);
-    in->pid = pid;
     in->conf_path = rg_strdup(path);
     in->cfg = cfg;
     if (cfg->geoip_db && (in->geo = rg_geoip_open_mmdb(cfg->geoip_db, err, sizeof err)) == NULL) {
@@ -268,7 +341,7 @@ static inst *inst_get(const char *conf_path)
         free(in);
         return NULL;
     }
-    in->store = rg_store_redis_sync(cfg);
+    in->store = proc_store_new(cfg);
     /* loads the accounts now; if Redis is down, every check tempfails
      * (on_store_error) and the engine retries the load */
     in->engine = rg_engine_new(cfg, in->store, rg_clock_system(), in->geo, err, sizeof err);
@@ -282,14 +355,7 @@ static inst *inst_get(const char *conf_path)
         free(in);
         return NULL;
     }
-    if (msg.pid != pid) {
-        struct timeval tv;
-        gettimeofday(&tv, NULL);
-        memset(&msg, 0, sizeof msg);
-        msg.pid = pid;
-        snprintf(msg.boot, sizeof msg.boot, "%llx",
-                 (unsigned long long)tv.tv_sec * 1000000ULL + (unsigned long long)tv.tv_usec);
-    }
+    in->refreshed_ms = rg_monotonic_ms();
     cur = in;
     return in;
 }
@@ -525,6 +591,38 @@ static int dkim_call(inst *in, rgx_fn fn, char **argv)
     return give("");
 }
 
+/* ------------------------------------------------------------- preload */
+
+#define PRELOAD_REFRESH_MS 2000
+
+/*
+ * In the Exim daemon, which expands smtp_accept_max_per_host before it
+ * forks for a connection: make the instance there (once), so that every
+ * connection process inherits the module, the configuration and the
+ * accounts, and reload the accounts every PRELOAD_REFRESH_MS so that they
+ * stay fresh for the children (a child that sees a newer generation in a
+ * reply reloads for itself, as every adapter does).  Yields MAX_PER_HOST,
+ * the option's real value, unchanged.  A failure here is only logged: the
+ * children report it again, and a daemon must never refuse connections
+ * because of it.
+ */
+static int preload_call(char **argv)
+{
+    inst *in = inst_get(argv[0]);
+    if (in == NULL) {
+        static uint64_t warned_ms;
+        uint64_t now = rg_monotonic_ms();
+        if (warned_ms == 0 || now - warned_ms > 60000) {
+            rg_error("rg_preload: %s", yield);
+            warned_ms = now;
+        }
+    } else if (rg_monotonic_ms() - in->refreshed_ms >= PRELOAD_REFRESH_MS) {
+        in->refreshed_ms = rg_monotonic_ms();
+        rg_engine_refresh_accounts(in->engine);
+    }
+    return give(argv[1]);
+}
+
 /* ---------------------------------------------------------------- entry */
 
 int rgx_call(rgx_fn fn, int argc, char **argv, const rgx_msg *m, const char **out)
@@ -578,6 +676,8 @@ int rgx_call(rgx_fn fn, int argc, char **argv, const rgx_msg *m, const char **ou
     if (m->script && strlen(m->script) <= SCRIPT_MAX && text_ok(m->script, 1))
         unfold(m->script, script, sizeof script);
 
+    if (fn == RGX_PRELOAD)
+        return preload_call(argv);
     inst *in = inst_get(argv[0]);
     if (in == NULL)
         return -1;

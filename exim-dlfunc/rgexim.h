@@ -18,6 +18,7 @@ typedef enum rgx_fn {
     RGX_DKIM_DOMAIN,    /* smtp transport dkim_domain */
     RGX_DKIM_SELECTOR,  /* dkim_selector */
     RGX_DKIM_KEY,       /* dkim_private_key */
+    RGX_PRELOAD,        /* smtp_accept_max_per_host, in the daemon */
     RGX_N
 } rgx_fn;
 

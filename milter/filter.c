@@ -290,9 +290,11 @@ static void base_request(const conn *c, const msg *m, rg_stage stage, rg_request
  * (libmilter polls and reads twice per packet, in a thread per
  * connection), so ask the MTA for as few as the checks need:
  *  - no HELO, DATA or unknown commands;
- *  - no reply to connect, MAIL, each header and each body chunk
- *    (SMFIP_NR_*: those callbacks never refuse; a MAIL that cannot be
- *    served is refused at RCPT, where its message state is missing);
+ *  - no reply to connect, MAIL, each header, end of headers and each body
+ *    chunk (SMFIP_NR_*): only RCPT and end of message answer.  A MAIL that
+ *    cannot be served is refused at RCPT, where its message state is
+ *    missing; a refusal at end of headers (header From) is given at end of
+ *    message, which is when the client hears it anyway;
  *  - only the macros that are read.  (Postfix sends a stage's macro packet
  *    even for a command it then skips, and the end-of-header list before
  *    every header: those packets cannot be saved, only kept small.  The
@@ -301,7 +303,7 @@ static void base_request(const conn *c, const msg *m, rg_stage stage, rg_request
  * made at negotiation (libmilter's worker pool runs the callbacks of one
  * connection on any of its threads).
  */
-#define RG_NR_FLAGS (SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_BODY)
+#define RG_NR_FLAGS (SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
 
 /* The connection's state, made by the first callback (negotiation, or
  * connect with an MTA that does not negotiate); freed in cb_close. */
@@ -389,6 +391,15 @@ static uint64_t esmtp_size(char **argv)
     return 0;
 }
 
+/* Keep the message's first refusal; it is given at end of message. */
+static void defer(msg *m, const rg_verdict *v)
+{
+    if (!m->deferred) {
+        m->refusal = *v;
+        m->deferred = 1;
+    }
+}
+
 static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
 {
     conn *c = smfi_getpriv(ctx);
@@ -433,10 +444,7 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     r.size = m->size_declared;
     rg_verdict v = decide(m, &r);
     if ((v.action == RG_REJECT || v.action == RG_TEMPFAIL) && c->nonsmtp) {
-        if (!m->deferred) {
-            m->refusal = v;     /* the first refusal is the message's */
-            m->deferred = 1;
-        }
+        defer(m, &v);           /* given at end of message; Postfix bounces it */
         return SMFIS_CONTINUE;
     }
     if (v.action == RG_REJECT || v.action == RG_TEMPFAIL)
@@ -517,18 +525,21 @@ static void plan_with_account(void *arg, const rg_account *a)
         rg_dkim_sign_also(m->signer, m->added[i].name);
 }
 
+/*
+ * End of headers: the header From check and the decoration plan.  Its
+ * verdict is given at end of message (SMFIP_NR_EOH: the MTA does not wait
+ * here; the client sees the reply to DATA at the end either way).
+ */
 static sfsistat cb_eoh(SMFICTX *ctx)
 {
     conn *c = smfi_getpriv(ctx);
     msg *m = c ? c->m : NULL;
     if (m == NULL)
-        return SMFIS_TEMPFAIL;
+        return cannot_go_on(c, SMFIP_NR_EOH);
     if (m->qid[0] == '\0')
         copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
-    if (m->deferred)
-        return refuse(ctx, &m->refusal);    /* non-SMTP: Postfix bounces it */
-    if (m->ours != 1)
-        return SMFIS_CONTINUE;
+    if (m->deferred || m->ours != 1)
+        return go_on(c, SMFIP_NR_EOH);
     char *from = from_values(m);
     rg_request r;
     base_request(c, m, RG_STAGE_HEADER, &r);
@@ -537,7 +548,8 @@ static sfsistat cb_eoh(SMFICTX *ctx)
     rg_verdict v = decide(m, &r);
     if (v.action == RG_REJECT || v.action == RG_TEMPFAIL) {
         free(from);
-        return refuse(ctx, &v);
+        defer(m, &v);
+        return go_on(c, SMFIP_NR_EOH);
     }
     char addr[RG_ADDR_MAX];
     plan p = { .m = m };
@@ -547,10 +559,11 @@ static sfsistat cb_eoh(SMFICTX *ctx)
     rg_engine_with_account(m->g->engine, m->account, plan_with_account, &p);
     if (p.failed) {
         rg_error("%s: %s", m->qid[0] ? m->qid : "NOQUEUE", p.err);
-        smfi_setreply(ctx, "451", "4.3.5", "relayguard: configuration error, try again later");
-        return SMFIS_TEMPFAIL;
+        rg_verdict cfg_err = { .action = RG_TEMPFAIL, .code = 451, .dsn = "4.3.5",
+                               .text = "relayguard: configuration error, try again later" };
+        defer(m, &cfg_err);
     }
-    return SMFIS_CONTINUE;
+    return go_on(c, SMFIP_NR_EOH);
 }
 
 static sfsistat cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
@@ -594,6 +607,11 @@ static sfsistat cb_eom(SMFICTX *ctx)
         return SMFIS_TEMPFAIL;
     copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
     char *keep = rg_calloc(m->nhdrs + 1, 1);
+    if (m->deferred) {
+        /* refused at end of headers, or (non-SMTP) at RCPT */
+        rc = refuse(ctx, &m->refusal);
+        goto done;
+    }
     if (m->ours != 1) {
         /* not relayguard's mail: only make sure nobody forges our headers */
         if (strip_own_headers(ctx, m, keep) < 0)

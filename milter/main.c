@@ -24,6 +24,7 @@
 #include "config.h"
 #include "filter.h"
 #include "daemon.h"
+#include "metrics.h"
 #include "log.h"
 #include "tcp.h"
 #include "util.h"
@@ -146,6 +147,10 @@ int main(int argc, char **argv)
     char *pidfile = cfg->milter.pidfile ? rg_strdup(cfg->milter.pidfile) : NULL;
     int timeout_s = (int)(cfg->milter.timeout_ms / 1000);
     int log_stderr = cfg->log == RG_LOG_STDERR;
+    char *metrics_spec = cfg->milter.metrics ? rg_strdup(cfg->milter.metrics) : NULL;
+    int metrics_fd = -1;
+    rg_metrics_server *metrics = NULL;
+    rg_metrics_init(IDENT, cfg->metrics_accounts);
 
     if (rg_milter_gen_install(cfg, err, sizeof err) < 0) {
         fprintf(stderr, IDENT ": %s\n", err);
@@ -153,6 +158,7 @@ int main(int argc, char **argv)
         free(listen);
         free(user);
         free(pidfile);
+        free(metrics_spec);
         free(g.config_path);
         return 1;
     }
@@ -162,6 +168,7 @@ int main(int argc, char **argv)
         free(listen);
         free(user);
         free(pidfile);
+        free(metrics_spec);
         free(g.config_path);
         return 0;
     }
@@ -179,6 +186,17 @@ int main(int argc, char **argv)
     }
     if (strncmp(listen, "inet", 4) == 0 && rg_milter_tcp_tune_listener() == 0)
         rg_warn("warning: could not set TCP_NODELAY on %s", listen);
+    if (metrics_spec) {
+        /* bound now, while root; served after the fork (threads do not survive it) */
+        char *mpath = NULL;
+        int minet;
+        if ((metrics_fd = rg_listen_open(metrics_spec, 1, &mpath, &minet, err, sizeof err)) < 0) {
+            if (!log_stderr)
+                fprintf(stderr, IDENT ": milter.metrics: %s\n", err);
+            rg_fatal("milter.metrics: %s", err);
+        }
+        free(mpath);
+    }
     if (!foreground && rg_daemonize(log_stderr, derr, sizeof derr) < 0)
         rg_fatal("%s", derr);
     if (pidfile && rg_write_pidfile(pidfile, derr, sizeof derr) < 0)
@@ -186,8 +204,14 @@ int main(int argc, char **argv)
     if (rg_drop_privileges(user, "milter.user", derr, sizeof derr) < 0)
         rg_fatal("%s", derr);
 
+    if (metrics_fd >= 0) {
+        if ((metrics = rg_metrics_serve(metrics_fd, err, sizeof err)) == NULL)
+            rg_fatal("milter.metrics: %s", err);
+        rg_info("metrics on %s", metrics_spec);
+    }
     rg_info("listening on %s (pid %ld)", listen, (long)getpid());
     int rc = smfi_main();
+    rg_metrics_server_stop(metrics);
     rg_info("stopped");
     rg_milter_gen_shutdown();
     if (pidfile && unlink(pidfile) < 0 && errno != ENOENT)
@@ -195,6 +219,7 @@ int main(int argc, char **argv)
     free(listen);
     free(user);
     free(pidfile);
+    free(metrics_spec);
     free(g.config_path);
     return rc == MI_SUCCESS ? 0 : 1;
 }

@@ -304,7 +304,7 @@ rg_config_new_default(void)
     c->webhooks.retry_initial_ms = 10 * 1000;
     c->webhooks.retry_max_ms = 3600 * 1000;
     c->webhooks.retry_for_ms = 24 * 3600 * 1000;
-    c->webhooks.claim_idle_ms = 60 * 1000;
+    c->webhooks.claim_idle_ms = 5 * 1000;
     c->dkim.sign_headers = strv_copy(rg_dkim_default_sign_headers);
     c->dkim.oversign = rg_strv_split("from");
     c->bounce.token_ttl_ms = 14ull * 24 * 3600 * 1000;

@@ -70,7 +70,8 @@
  *       retry_initial   = 10s              first wait after a failure, doubled each time
  *       retry_max       = 1h               longest wait between two attempts
  *       retry_for       = 24h              then the events go to the dead-letter list
- *       claim_idle      = 60s              stream entries a dead process left are taken over
+ *       claim_idle      = 5s               a silent router's role (and its unrouted entries)
+ *                                          is taken over after this
  *       user            = relayguard
  *       pidfile         = PATH
  *   }
@@ -162,7 +163,7 @@ typedef struct rg_webhooks_conf {
     uint64_t retry_initial_ms;  /* default 10 s */
     uint64_t retry_max_ms;      /* default 1 h */
     uint64_t retry_for_ms;      /* default 24 h */
-    uint64_t claim_idle_ms;     /* default 60 s */
+    uint64_t claim_idle_ms;     /* default 5 s */
     char *user;
     char *pidfile;
     int line;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "detect.h"
 #include "util.h"
@@ -261,7 +262,7 @@ size_t rg_detect_feed(const rg_detect_conf *conf, rg_detect_state *s, const rg_d
         return 0;               /* other kinds of events carry no traffic */
 
     /* volume and the refused ratio: RCPT decisions (one per recipient) */
-    bool rcpt = strcmp(stage, "RCPT") == 0 && !bounce;
+    bool rcpt = strcasecmp(stage, "rcpt") == 0 && !bounce;
     bool accepted = rcpt && strcmp(verdict, "accept") == 0;
     bool suppressed = rcpt && strcmp(reason, "suppressed") == 0;
     if (accepted || suppressed || bounce) {
@@ -401,16 +402,25 @@ static char *u64text(uint64_t v)
  * "TS/CC/IP ..." (CC may be empty), g geo quiet (ms), r refused slices
  * "SLICE/TOTAL/REFUSED ...", q refused quiet (ms).
  */
-size_t rg_detect_state_to_fields(const rg_detect_state *s, const char **keys, char **values)
+bool rg_detect_same_baseline(const rg_detect_state *a, const rg_detect_state *b)
+{
+    return memcmp(a->base, b->base, sizeof a->base) == 0 &&
+           memcmp(a->nobs, b->nobs, sizeof a->nobs) == 0;
+}
+
+size_t rg_detect_state_to_fields(const rg_detect_state *s, bool with_baseline, const char **keys,
+                                 char **values)
 {
     size_t n = 0;
-    sbuf b = { 0 }, o = { 0 };
-    for (size_t i = 0; i < RG_DETECT_HOURS; i++) {
-        sb_printf(&b, "%s%.6g", i ? "," : "", s->base[i]);
-        sb_printf(&o, "%s%u", i ? "," : "", (unsigned)s->nobs[i]);
+    if (with_baseline) {
+        sbuf b = { 0 }, o = { 0 };
+        for (size_t i = 0; i < RG_DETECT_HOURS; i++) {
+            sb_printf(&b, "%s%.6g", i ? "," : "", s->base[i]);
+            sb_printf(&o, "%s%u", i ? "," : "", (unsigned)s->nobs[i]);
+        }
+        keys[n] = "b"; values[n++] = sb_take(&b);
+        keys[n] = "o"; values[n++] = sb_take(&o);
     }
-    keys[n] = "b"; values[n++] = sb_take(&b);
-    keys[n] = "o"; values[n++] = sb_take(&o);
     keys[n] = "h"; values[n++] = u64text((uint64_t)(s->hour > 0 ? s->hour : 0));
     keys[n] = "n"; values[n++] = u64text(s->count);
     keys[n] = "f"; values[n++] = u64text(s->fired ? 1 : 0);

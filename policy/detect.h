@@ -89,7 +89,7 @@ typedef struct rg_detect_state {
 typedef struct rg_detect_event {
     uint64_t ts_ms;
     const char *type;       /* "type" field: bounce.hard counts as refused; detect.* is skipped */
-    const char *stage;      /* RCPT, END-OF-MESSAGE, ... */
+    const char *stage;      /* rcpt, eom, ... (rg_stage_name) */
     const char *verdict;
     const char *reason;
     const char *login;
@@ -145,10 +145,17 @@ unsigned rg_detect_hour_of_week(int64_t hour);
 
 /*
  * The state as hash fields (keys.h rg:dt:ACCOUNT): at most RG_DETECT_FIELDS
- * pairs; values are new strings the caller frees.  Returns the count.
+ * pairs; values are new strings the caller frees.  Returns the count.  The
+ * baseline (fields b and o, 168 numbers each, most of the cost) changes only
+ * when an hour ends: without with_baseline they are left out, for a writer
+ * that knows they did not change.
  */
 #define RG_DETECT_FIELDS 11
-size_t rg_detect_state_to_fields(const rg_detect_state *s, const char **keys, char **values);
+size_t rg_detect_state_to_fields(const rg_detect_state *s, bool with_baseline, const char **keys,
+                                 char **values);
+
+/* Do two states have the same baseline (base and nobs)? */
+bool rg_detect_same_baseline(const rg_detect_state *a, const rg_detect_state *b);
 
 /*
  * The state from hash fields (HGETALL); unknown fields are skipped and a

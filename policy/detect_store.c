@@ -86,14 +86,15 @@ int rg_detect_store_load(rg_admin *ad, char *const *accounts, size_t n, rg_detec
 }
 
 int rg_detect_store_save(rg_admin *ad, char *const *accounts, size_t n,
-                         const rg_detect_state *states, const uint64_t *versions, bool *conflict)
+                         const rg_detect_state *states, const bool *with_baseline,
+                         const uint64_t *versions, bool *conflict)
 {
     if (n == 0)
         return 0;
     size_t per = 3 + 2 * RG_DETECT_FIELDS;
-    const char **argv = rg_calloc(3 + n * per, sizeof *argv);
-    size_t *lens = rg_calloc(3 + n * per, sizeof *lens);
-    char **owned = rg_calloc(n * (RG_DETECT_FIELDS + 2) + 2, sizeof *owned);
+    /* EVAL script 0 n ttl, then per account: key, version, count, fields and values */
+    const char **argv = rg_calloc(5 + n * per, sizeof *argv);
+    char **owned = rg_calloc(n * (RG_DETECT_FIELDS + 3), sizeof *owned);
     size_t argc = 0, no = 0;
     char num[32], ttl[32];
 
@@ -115,7 +116,8 @@ int rg_detect_store_save(rg_admin *ad, char *const *accounts, size_t n,
         argv[argc++] = owned[no++];
         const char *keys[RG_DETECT_FIELDS];
         char *values[RG_DETECT_FIELDS];
-        size_t nf = rg_detect_state_to_fields(&states[i], keys, values);
+        size_t nf = rg_detect_state_to_fields(&states[i], with_baseline ? with_baseline[i] : true,
+                                              keys, values);
         char cnt[16];
         snprintf(cnt, sizeof cnt, "%zu", nf);
         owned[no] = rg_strdup(cnt);
@@ -143,7 +145,6 @@ int rg_detect_store_save(rg_admin *ad, char *const *accounts, size_t n,
     for (size_t i = 0; i < no; i++)
         free(owned[i]);
     free(owned);
-    free(lens);
     free(argv);
     return ret;
 }
@@ -235,7 +236,7 @@ int rg_detect_store_resume(rg_admin *ad, const rg_config *cfg, const char *accou
         bool conflict = false;
         if (rg_detect_store_load(ad, names, 1, s, &ver) < 0 ||
             (rg_detect_resumed(&cfg->detect, s, now_ms),
-             rg_detect_store_save(ad, names, 1, s, &ver, &conflict) < 0)) {
+             rg_detect_store_save(ad, names, 1, s, NULL, &ver, &conflict) < 0)) {
             free(s);
             return -1;
         }

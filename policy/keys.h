@@ -41,7 +41,9 @@
  *                charged) - all HINCRBY counters.
  *   events       XADD fields: ts (ms), node, stage, qid, account, login,
  *                client, country, sender, rcpt, nrcpt, size, verdict
- *                (accept|reject|tempfail|dunno), code, reason, detail.
+ *                (accept|reject|tempfail|dunno), code, reason, detail,
+ *                and script (the X-PHP-Originating-Script of a locally
+ *                submitted message) only when there is one.
  *                Bounce events (relayguard bounce) have the same fields with
  *                stage "bounce", "type" bounce.hard | bounce.soft | bounce.block |
  *                bounce.delayed | bounce.complaint | bounce.unsubscribe |
@@ -55,6 +57,7 @@
  *
  * Webhooks (relayguard-webhookd; docs/architecture.md "Webhooks"):
  *   rg:events group "webhookd"  consumer group: entries are routed into queues, then XACKed
+ *   rg:wh:router             STRING  token of the one process that routes (PX claim_idle)
  *   rg:wh:q:QUEUE            LIST    events (JSON objects) waiting for one destination and
  *                                    one account, oldest first; QUEUE is DEST:ACCOUNT
  *   rg:wh:d:DEST             HASH    a destination: url, account ("" for a global URL);
@@ -111,6 +114,7 @@
 #define RG_KEY_SOFT_ACCOUNT  "rg:sb:a:"
 #define RG_WH_GROUP          "webhookd"
 #define RG_KEY_WH_QUEUE      "rg:wh:q:"
+#define RG_KEY_WH_ROUTER     "rg:wh:router"
 #define RG_KEY_WH_DEST       "rg:wh:d:"
 #define RG_KEY_WH_READY      "rg:wh:ready"
 #define RG_KEY_WH_LEASE      "rg:wh:lease"

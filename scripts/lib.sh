@@ -35,6 +35,8 @@ RG_DEPS=(
     # milter tests (issue 3): OpenDKIM as verifier and peer, Ed25519 for dkimpy,
     # Sendmail's libraries (sendmail-bin/-cf themselves are unpacked, not installed)
     opendkim python3-nacl libwrap0 m4
+    # relayguard-webhookd (issue 5): libcurl; its tests use curl, python3 and openssl(1)
+    libcurl4-openssl-dev openssl
     # relayguard-exim.so (issue 4): Exim's dlfunc header; the libraries of
     # Exim's binary (exim4-daemon-heavy itself is unpacked, not installed)
     exim4-dev libmariadb3 libidn12 libspf2-2

@@ -9,3 +9,4 @@ include t/milter/local.mk
 include t/exim/local.mk
 include t/bounce/local.mk
 include t/detect/local.mk
+include t/webhookd/local.mk

@@ -2,11 +2,13 @@
  * relayguard-webhookd - sends relayguard's events to HTTP endpoints.
  *
  * One loop, one Redis connection, one libcurl multi handle:
- *   route   read the events stream as a member of the consumer group
- *           "webhookd" (XREADGROUP; XAUTOCLAIM for what a dead process
- *           left pending), turn each event into JSON and append it to the
- *           queue of every destination that wants its type (the global
- *           URLs, the account's own URL), XACKing it in the same script;
+ *   route   (the one process holding rg:wh:router) read the events stream
+ *           as a member of the consumer group "webhookd" (XREADGROUP; on
+ *           taking the role over, XAUTOCLAIM what the previous router left
+ *           pending), turn each event into JSON and append it to the queue
+ *           of every destination that wants its type (the global URLs, the
+ *           account's own URL), XACKing it in the same script; one router
+ *           keeps each account's events in stream order;
  *   claim   lease ready queues (whq.c), one process per queue at a time,
  *           so an account's events reach a URL in order and once;
  *   send    POST their head events as one JSON array per destination,
@@ -29,8 +31,6 @@
 
 #include <curl/curl.h>
 #include <openssl/evp.h>
-#include <openssl/core_names.h>
-#include <openssl/params.h>
 
 #include "account.h"
 #include "config.h"
@@ -83,14 +83,16 @@ static struct {
     char acct_gen[32];
     rg_whq *q;
     CURLM *multi;
-    EVP_MAC *mac;
     char consumer[200];
     volatile sig_atomic_t stop, hup;
     post *building;                 /* filled by one claim, started together */
     post *sending;                  /* in flight */
     post *finished;                 /* answered, outcome not yet recorded (Redis down) */
     size_t inflight;
-    uint64_t next_claim, next_autoclaim, next_lost, next_gen, next_connect, backoff_ms;
+    uint64_t next_claim, next_lost, next_gen, next_connect, backoff_ms;
+    bool router;                    /* this process routes the stream (rg:wh:router) */
+    bool taking_over;               /* ... and first routes what was left pending */
+    bool behind;                    /* the last XREADGROUP returned a full page */
     char autoclaim_from[64];
     bool group_ok;
 } g;
@@ -129,6 +131,7 @@ static void store_lost(void)
 {
     rg_error("error: %s; reconnecting", rg_whq_error(g.q));
     rg_whq_close(&g.q);
+    g.router = false;       /* after reconnecting: routes pending entries first again */
     g.backoff_ms = g.backoff_ms ? (g.backoff_ms * 2 > 2000 ? 2000 : g.backoff_ms * 2) : 100;
     g.next_connect = now_ms() + g.backoff_ms;
 }
@@ -161,8 +164,7 @@ static int ensure_group(void)
 {
     if (g.group_ok)
         return 0;
-    const char *av[] = { "XGROUP", "CREATE", RG_KEY_EVENTS, RG_WH_GROUP, "$", "MKSTREAM" };
-    redisReply *r = rg_whq_command(g.q, 6, av, NULL);
+    redisReply *r = rg_whq_script(g.q, RG_WHQ_GROUP, 1, (const char *[]){ RG_WH_GROUP }, NULL);
     if (r == NULL && (g.q == NULL || strstr(rg_whq_error(g.q), "BUSYGROUP") == NULL)) {
         if (g.q)
             rg_error("error: %s", rg_whq_error(g.q));
@@ -181,44 +183,47 @@ static int refresh_accounts(void)
 {
     redisReply *r = rg_whq_command(g.q, 2, (const char *[]){ "GET", RG_KEY_ACCOUNT_GEN }, NULL);
     if (r == NULL)
-        return -1;
+        return g.q ? 0 : -1;
     char gen[32];
     snprintf(gen, sizeof gen, "%s", r->type == REDIS_REPLY_STRING ? r->str : "0");
     freeReplyObject(r);
     if (g.accounts && strcmp(gen, g.acct_gen) == 0)
         return 0;
 
-    redisReply *names = rg_whq_command(g.q, 2, (const char *[]){ "SMEMBERS", RG_KEY_ACCOUNTS }, NULL);
-    if (names == NULL)
-        return -1;
-    rg_accounts *set = rg_accounts_new();
-    for (size_t i = 0; i < names->elements; i++) {
-        char key[128], err[512];
-        snprintf(key, sizeof key, RG_KEY_ACCOUNT "%s", names->element[i]->str);
-        redisReply *h = rg_whq_command(g.q, 2, (const char *[]){ "HGETALL", key }, NULL);
-        if (h == NULL) {
-            freeReplyObject(names);
-            rg_accounts_free(set);
+    redisReply *all = rg_whq_script(g.q, RG_WHQ_ACCOUNTS, 0, NULL, NULL);
+    if (all == NULL) {
+        if (g.q == NULL)
             return -1;
-        }
-        size_t n = h->elements / 2;
+        rg_error("error: loading the accounts: %s", rg_whq_error(g.q));
+        return 0;
+    }
+    if (all->type == REDIS_REPLY_ARRAY && all->elements > 0 && all->element[0]->type == REDIS_REPLY_STRING)
+        snprintf(gen, sizeof gen, "%s", all->element[0]->str);     /* read with the accounts */
+    rg_accounts *set = rg_accounts_new();
+    for (size_t i = 1; all->type == REDIS_REPLY_ARRAY && i < all->elements; i++) {
+        const redisReply *e = all->element[i];
+        char err[512];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING)
+            continue;
+        const char *name = e->element[0]->str;
+        const redisReply *h = e->element[1];
+        size_t n = h->type == REDIS_REPLY_ARRAY ? h->elements / 2 : 0;
         char **k = rg_calloc(n + 1, sizeof *k), **v = rg_calloc(n + 1, sizeof *v);
         for (size_t j = 0; j < n; j++) {
             k[j] = h->element[2 * j]->str;
             v[j] = h->element[2 * j + 1]->str;
         }
-        rg_account *a = rg_account_from_fields(names->element[i]->str, k, v, n, err, sizeof err);
+        rg_account *a = rg_account_from_fields(name, k, v, n, err, sizeof err);
         free(k);
         free(v);
-        freeReplyObject(h);
         if (a == NULL) {
             rg_warn("warning: %s; its events go to the global URLs only", err);
             continue;
         }
         if (rg_accounts_add(set, a, err, sizeof err) < 0)
-            rg_warn("warning: account %s: %s", names->element[i]->str, err);
+            rg_warn("warning: account %s: %s", name, err);
     }
-    freeReplyObject(names);
+    freeReplyObject(all);
     rg_accounts_free(g.accounts);
     g.accounts = set;
     snprintf(g.acct_gen, sizeof g.acct_gen, "%s", gen);
@@ -368,6 +373,7 @@ static long route_entries(const redisReply *entries)
     char nd[24], ne[24];
     snprintf(nd, sizeof nd, "%zu", body.ndests);
     snprintf(ne, sizeof ne, "%zu", nentries);
+    ra_push(&ra, g.consumer, strlen(g.consumer));
     ra_push(&ra, RG_WH_GROUP, strlen(RG_WH_GROUP));
     ra_push(&ra, nd, strlen(nd));
     for (size_t i = 0; i < body.ndests; i++) {
@@ -386,6 +392,13 @@ static long route_entries(const redisReply *entries)
         return -1;
     long routed = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? (long)r->element[0]->integer : 0;
     freeReplyObject(r);
+    if (routed < 0) {
+        /* another process became the router meanwhile: it takes these
+         * entries over from our pending list */
+        rg_warn("warning: no longer the router; %zu stream entries left to the new one", nentries);
+        g.router = false;
+        return 0;
+    }
     return routed;
 }
 
@@ -414,34 +427,42 @@ static long route_new(int block_ms)
         return 0;
     }
     long n = 0;
+    g.behind = false;
     if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
         const redisReply *s = r->element[0];
-        if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 && s->element[1]->type == REDIS_REPLY_ARRAY)
+        if (s->type == REDIS_REPLY_ARRAY && s->elements == 2 && s->element[1]->type == REDIS_REPLY_ARRAY) {
+            g.behind = s->element[1]->elements >= (size_t)atoi(READ_COUNT);
             n = route_entries(s->element[1]);
+        }
     }
     freeReplyObject(r);
     return n;
 }
 
-/* Take over entries left pending (a process died between reading and
- * routing them) for claim_idle, and route them.  One page per call. */
-static int autoclaim(void)
+/*
+ * A new router first routes every entry the group has pending (read by an
+ * earlier router that died or lost the role before routing it), oldest
+ * first, one page per call; then it reads new entries.  Count or -1.
+ */
+static long autoclaim(void)
 {
-    char idle[24];
-    snprintf(idle, sizeof idle, "%llu", (unsigned long long)g.cfg->webhooks.claim_idle_ms);
     const char *from = g.autoclaim_from[0] ? g.autoclaim_from : "0-0";
-    const char *av[] = { "XAUTOCLAIM", RG_KEY_EVENTS, RG_WH_GROUP, g.consumer, idle, from,
-                         "COUNT", "100" };
+    const char *av[] = { "XAUTOCLAIM", RG_KEY_EVENTS, RG_WH_GROUP, g.consumer, "0", from,
+                         "COUNT", READ_COUNT };
+    long n = 0;
     redisReply *r = rg_whq_command(g.q, 8, av, NULL);
-    if (r == NULL)
-        return g.q ? 0 : -1;
+    if (r == NULL) {
+        if (g.q == NULL)
+            return -1;
+        rg_error("error: %s", rg_whq_error(g.q));
+        return 0;
+    }
     if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2) {
-        snprintf(g.autoclaim_from, sizeof g.autoclaim_from, "%s",
-                 r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "0-0");
+        const char *next = r->element[0]->type == REDIS_REPLY_STRING ? r->element[0]->str : "0-0";
         if (r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements > 0) {
-            long n = route_entries(r->element[1]);
+            n = route_entries(r->element[1]);
             if (n > 0)
-                rg_info("took over %ld event%s left pending by a stopped process", n, n == 1 ? "" : "s");
+                rg_info("routed %ld event%s an earlier router had left pending", n, n == 1 ? "" : "s");
         }
         if (r->elements >= 3 && r->element[2]->type == REDIS_REPLY_ARRAY && r->element[2]->elements > 0) {
             size_t lost = r->element[2]->elements;
@@ -453,8 +474,34 @@ static int autoclaim(void)
             if (x)
                 freeReplyObject(x);
         }
+        snprintf(g.autoclaim_from, sizeof g.autoclaim_from, "%s", next);
+        if (strcmp(next, "0-0") == 0)
+            g.taking_over = false;
     }
     freeReplyObject(r);
+    return n;
+}
+
+/* Take, keep or lose the router role.  0, or -1 on a store error. */
+static int router_role(void)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)g.cfg->webhooks.claim_idle_ms);
+    redisReply *r = rg_whq_script(g.q, RG_WHQ_ROUTER, 2, (const char *[]){ g.consumer, ttl }, NULL);
+    if (r == NULL)
+        return g.q ? 0 : -1;
+    long long res = r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
+    freeReplyObject(r);
+    if (res > 0 && !g.router) {
+        rg_info("routing the events stream (this process is the router now)");
+        g.router = true;
+        g.taking_over = true;
+        g.autoclaim_from[0] = '\0';
+        g.next_lost = 0;
+    } else if (res == 0 && g.router) {
+        rg_warn("warning: another process routes the events stream now");
+        g.router = false;
+    }
     return 0;
 }
 
@@ -468,10 +515,10 @@ static int check_lost(void)
         long long n = r->element[0]->integer;
         char count[32];
         snprintf(count, sizeof count, "%lld", n);
-        rg_error("error: %s event%s (after %s, up to %s) were trimmed from %s (events_max) "
+        rg_error("error: %s event%s (after %s, before %s) were trimmed from %s (events_max) "
                  "before webhookd read them: lost for webhooks; raise events_max or keep "
-                 "webhookd running", n > 0 ? count : "some", n == 1 ? "" : "s",
-                 r->element[1]->str, r->element[2]->str, RG_KEY_EVENTS);
+                 "webhookd running", count, n == 1 ? "" : "s",
+                 r->element[1]->str, r->element[2]->str[0] ? r->element[2]->str : "the end", RG_KEY_EVENTS);
     }
     freeReplyObject(r);
     return 0;
@@ -490,31 +537,6 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
         p->resp[p->resplen] = '\0';
     }
     return n;
-}
-
-/* X-Relayguard-Signature: t=TS,v1=HEX(HMAC-SHA256(secret, TS "." body)) */
-static void sign(const char *secret, long ts, const char *body, size_t len, char *out, size_t outlen)
-{
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    size_t maclen = 0;
-    char t[24];
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-        OSSL_PARAM_construct_end()
-    };
-    EVP_MAC_CTX *c = EVP_MAC_CTX_new(g.mac);
-
-    snprintf(t, sizeof t, "%ld", ts);
-    if (c == NULL || !EVP_MAC_init(c, (const unsigned char *)secret, strlen(secret), params) ||
-        !EVP_MAC_update(c, (const unsigned char *)t, strlen(t)) ||
-        !EVP_MAC_update(c, (const unsigned char *)".", 1) ||
-        !EVP_MAC_update(c, (const unsigned char *)body, len) ||
-        !EVP_MAC_final(c, mac, &maclen, sizeof mac))
-        rg_panic("HMAC-SHA256 failed");
-    EVP_MAC_CTX_free(c);
-    size_t o = (size_t)snprintf(out, outlen, "X-Relayguard-Signature: t=%s,v1=", t);
-    for (size_t i = 0; i < maclen && o + 3 <= outlen; i++, o += 2)
-        snprintf(out + o, 3, "%02x", mac[i]);
 }
 
 static const char *secret_for(const char *scope)
@@ -548,10 +570,12 @@ static void post_free(post *p)
 static void post_start(post *p)
 {
     const rg_webhooks_conf *w = &g.cfg->webhooks;
-    char sig[200], hdr[64];
+    char sig[RG_WH_SIGNATURE_MAX], hdr[64];
 
     rg_buf_add(&p->body, "]", 1);
-    sign(secret_for(p->scope), (long)time(NULL), p->body.s, p->body.len, sig, sizeof sig);
+    if (rg_wh_signature(secret_for(p->scope), (long)time(NULL), p->body.s, p->body.len, sig,
+                        sizeof sig) < 0)
+        rg_panic("HMAC-SHA256 failed");
     p->hdrs = curl_slist_append(p->hdrs, "Content-Type: application/json");
     p->hdrs = curl_slist_append(p->hdrs, "Expect:");   /* no 100-continue round trip */
     p->hdrs = curl_slist_append(p->hdrs, sig);
@@ -594,7 +618,7 @@ static long claim(void)
     if (room == 0)
         return 0;
     snprintf(lease, sizeof lease, "%llu", (unsigned long long)(2 * w->timeout_ms + 5000));
-    snprintf(maxq, sizeof maxq, "%zu", room * 4);
+    snprintf(maxq, sizeof maxq, "%zu", room);      /* a queue never needs two POSTs */
     snprintf(maxe, sizeof maxe, "%u", w->batch_max);
     redisReply *r = rg_whq_script(g.q, RG_WHQ_CLAIM, 4,
                                   (const char *[]){ g.consumer, lease, maxq, maxe }, NULL);
@@ -832,29 +856,38 @@ static void run(void)
                 }
             }
             if (!g.stop && g.q && g.group_ok) {
-                /* block in Redis only when there is nothing else to wait for */
-                int block = !busy && g.inflight == 0 ? POLL_MS : 0;
-                long n = route_new(block);
-                blocked = block > 0;
-                if (n < 0) {
+                if (router_role() < 0) {
                     store_lost();
                     continue;
                 }
-                worked |= n > 0;
-                if (g.q && now >= g.next_autoclaim) {
-                    g.next_autoclaim = now + g.cfg->webhooks.claim_idle_ms / 4;
-                    if (autoclaim() < 0) {
-                        store_lost();
-                        continue;
-                    }
-                }
-                if (g.q && now >= g.next_lost) {
+            }
+            if (!g.stop && g.q && g.group_ok && g.router) {
+                long n;
+                /* before reading: entries the capped stream dropped unread show
+                 * only while the group is behind them (a full page last time) */
+                if (!g.taking_over && (now >= g.next_lost || g.behind)) {
                     g.next_lost = now + LOST_CHECK_MS;
                     if (check_lost() < 0) {
                         store_lost();
                         continue;
                     }
                 }
+                if (g.taking_over) {
+                    /* first what earlier routers read and did not route, in order */
+                    n = autoclaim();
+                } else {
+                    /* block in Redis only when there is nothing else to wait for */
+                    int block = !busy && g.inflight == 0 ? POLL_MS : 0;
+                    n = route_new(block);
+                    blocked = block > 0;
+                }
+                if (n < 0) {
+                    store_lost();
+                    continue;
+                }
+                worked |= n > 0;
+            }
+            if (!g.stop && g.q && g.group_ok) {
                 if (g.q && (worked || busy || now_ms() >= g.next_claim)) {
                     long c = claim();
                     if (c < 0) {
@@ -885,6 +918,13 @@ static void leave_group(void)
 {
     if (g.q == NULL)
         return;
+    if (g.router) {     /* hand the role over at once rather than after claim_idle */
+        redisReply *x = rg_whq_script(g.q, RG_WHQ_ROUTER, 2, (const char *[]){ g.consumer, "0" }, NULL);
+        if (x)
+            freeReplyObject(x);
+        if (g.q == NULL)
+            return;
+    }
     const char *av[] = { "XPENDING", RG_KEY_EVENTS, RG_WH_GROUP, "-", "+", "1", g.consumer };
     redisReply *r = rg_whq_command(g.q, 7, av, NULL);
     if (r == NULL)
@@ -937,8 +977,6 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         rg_fatal("libcurl: global initialisation failed");
-    if ((g.mac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
-        rg_fatal("OpenSSL: no HMAC");
     if (!foreground && rg_daemonize(g.cfg->log == RG_LOG_STDERR, derr, sizeof derr) < 0)
         rg_fatal("%s", derr);
     if (g.cfg->webhooks.pidfile) {
@@ -982,7 +1020,6 @@ int main(int argc, char **argv)
     rg_whq_close(&g.q);
     curl_multi_cleanup(g.multi);
     curl_global_cleanup();
-    EVP_MAC_free(g.mac);
     rg_accounts_free(g.accounts);
     rg_config_free(g.cfg);
     if (pidfile && unlink(pidfile) < 0 && errno != ENOENT)

@@ -10,6 +10,10 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
 #include "keys.h"
 #include "util.h"
 #include "whq.h"
@@ -27,13 +31,17 @@
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
 static const char *const scripts[RG_WHQ_NSCRIPTS] = {
-    /* ROUTE  ARGV: group, ndest, {dest, url, account}*, nentries, {id, payload, nq, queue*}*
-     * An entry is queued only if this call acknowledged it: a second
-     * process routing the same entry (taken over with XAUTOCLAIM) finds it
-     * acknowledged already and does nothing.  Returns {entries, queued}. */
+    /* ROUTE  ARGV: router token, group, ndest, {dest, url, account}*, nentries,
+     * {id, payload, nq, queue*}*
+     * Only the router (rg:wh:router holds its token) routes, so entries are
+     * queued in stream order.  An entry is queued only if this call
+     * acknowledged it: a router that took over entries another one had
+     * read (XAUTOCLAIM) and that one, should it wake up, cannot both queue
+     * them.  Returns {entries, queued}, or {-1, 0} when not the router. */
     [RG_WHQ_ROUTE] = LUA_NOW
-    "local group = ARGV[1]\n"
-    "local i = 2\n"
+    "if redis.call('GET', 'rg:wh:router') ~= ARGV[1] then return {-1, 0} end\n"
+    "local group = ARGV[2]\n"
+    "local i = 3\n"
     "local nd = tonumber(ARGV[i]); i = i + 1\n"
     "for _ = 1, nd do\n"
     "  redis.call('HSET', 'rg:wh:d:' .. ARGV[i], 'url', ARGV[i + 1], 'account', ARGV[i + 2])\n"
@@ -156,9 +164,13 @@ static const char *const scripts[RG_WHQ_NSCRIPTS] = {
     "return n\n",
 
     /* LOST  ARGV: group.  Entries trimmed from the capped stream (MAXLEN)
-     * before the group read them: the group's last-delivered-id is below
-     * the stream's max-deleted-entry-id.  Counted once in rg:wh:stat lost.
-     * Returns {count (-1: some, count unknown), last-delivered, max-deleted}. */
+     * before the group read them.  The group is created with ENTRIESREAD
+     * (GROUP script), so entries-read counts what it read since then, and
+     * entries-added - entries-read - unread entries is everything the group
+     * ever lost; unread entries are the whole stream when its first entry
+     * is after last-delivered-id (else nothing new can be lost).  The total
+     * is kept in rg:wh:stat lost_stream, so a loss is counted once.
+     * Returns {newly lost, last-delivered, first entry}. */
     [RG_WHQ_LOST] =
     "if redis.call('EXISTS', 'rg:events') == 0 then return {0} end\n"
     "local function kv(a) local m = {} for i = 1, #a, 2 do m[a[i]] = a[i + 1] end return m end\n"
@@ -176,21 +188,59 @@ static const char *const scripts[RG_WHQ_NSCRIPTS] = {
     "  if m['name'] == ARGV[1] then g = m end\n"
     "end\n"
     "if not g then return {0} end\n"
-    "local last, maxdel = g['last-delivered-id'], s['max-deleted-entry-id']\n"
-    "if not lt(last, maxdel) then return {0} end\n"
-    "local lost = -1\n"
     "local added, read, len = tonumber(s['entries-added']), tonumber(g['entries-read']), tonumber(s['length'])\n"
-    "if added and read and len and added - read - len > 0 then lost = added - read - len end\n"
-    "local mark = redis.call('HMGET', 'rg:wh:stat', 'lost_mark', 'lost_base')\n"
-    "local inc = lost\n"
-    "if mark[1] == last then\n"
-    "  if lost < 0 then return {0} end\n"
-    "  inc = lost - (tonumber(mark[2]) or 0)\n"
+    "if not added or not read or not len then return {0} end\n"
+    "local last, first = g['last-delivered-id'], ''\n"
+    "if type(s['first-entry']) == 'table' then first = s['first-entry'][1] end\n"
+    "if len > 0 and not lt(last, first) then return {0} end\n"
+    "local total = added - read - len\n"
+    "local prev = tonumber(redis.call('HGET', 'rg:wh:stat', 'lost_stream') or '0') or 0\n"
+    "if total <= prev then return {0} end\n"
+    "redis.call('HSET', 'rg:wh:stat', 'lost_stream', total)\n"
+    "redis.call('HINCRBY', 'rg:wh:stat', 'lost', total - prev)\n"
+    "return {total - prev, last, first}\n",
+
+    /* GROUP  ARGV: group.  Create the consumer group at the stream's end,
+     * with entries-read set to the entries added so far (LOST counts from
+     * there).  A BUSYGROUP error when it exists. */
+    [RG_WHQ_GROUP] =
+    "local added = 0\n"
+    "if redis.call('EXISTS', 'rg:events') == 1 then\n"
+    "  local s = redis.call('XINFO', 'STREAM', 'rg:events')\n"
+    "  for i = 1, #s, 2 do if s[i] == 'entries-added' then added = s[i + 1] end end\n"
     "end\n"
-    "if inc == 0 or inc < -1 then return {0} end\n"
-    "redis.call('HSET', 'rg:wh:stat', 'lost_mark', last, 'lost_base', lost)\n"
-    "if inc > 0 then redis.call('HINCRBY', 'rg:wh:stat', 'lost', inc) end\n"
-    "return {inc, last, maxdel}\n",
+    "return redis.call('XGROUP', 'CREATE', 'rg:events', ARGV[1], '$', 'MKSTREAM', 'ENTRIESREAD', added)\n",
+
+    /* ROUTER  ARGV: token, ttl_ms.  1 still the router (lease extended),
+     * 2 became the router, 0 another process is.  ttl 0: give the role up. */
+    [RG_WHQ_ROUTER] =
+    "local cur = redis.call('GET', 'rg:wh:router')\n"
+    "if ARGV[2] == '0' then\n"
+    "  if cur == ARGV[1] then redis.call('DEL', 'rg:wh:router') end\n"
+    "  return 0\n"
+    "end\n"
+    "if cur == ARGV[1] then redis.call('PEXPIRE', 'rg:wh:router', ARGV[2]) return 1 end\n"
+    "if not cur then redis.call('SET', 'rg:wh:router', ARGV[1], 'PX', ARGV[2]) return 2 end\n"
+    "return 0\n",
+
+    /* DROP  ARGV: dead-letter ids, or "*" (the 1000 oldest).  Returns the count. */
+    [RG_WHQ_DROP] =
+    "local ids = ARGV\n"
+    "if ARGV[1] == '*' then ids = redis.call('ZRANGE', 'rg:wh:dead', 0, 999) end\n"
+    "local n = 0\n"
+    "for _, id in ipairs(ids) do\n"
+    "  n = n + redis.call('DEL', 'rg:wh:dl:' .. id)\n"
+    "  redis.call('ZREM', 'rg:wh:dead', id)\n"
+    "end\n"
+    "return n\n",
+
+    /* ACCOUNTS  {gen, {name, {field, value, ...}}, ...} */
+    [RG_WHQ_ACCOUNTS] =
+    "local out = {redis.call('GET', 'rg:acct:gen') or '0'}\n"
+    "for _, n in ipairs(redis.call('SMEMBERS', 'rg:accts')) do\n"
+    "  out[#out + 1] = {n, redis.call('HGETALL', 'rg:acct:' .. n)}\n"
+    "end\n"
+    "return out\n",
 
     /* STATUS  {queues, queued, leased, waiting_retry, dead} */
     [RG_WHQ_STATUS] = LUA_NOW
@@ -411,21 +461,21 @@ long rg_whq_dead_list(rg_whq *q, rg_wh_dead_cb *cb, void *arg)
     }
 }
 
-long rg_whq_dead_retry(rg_whq *q, const char *id)
+static long dead_move(rg_whq *q, enum rg_whq_script script, const char *id)
 {
     long total = 0;
 
     for (;;) {
-        redisReply *r = rg_whq_script(q, RG_WHQ_RETRY, 1, (const char *[]){ id ? id : "*" }, NULL);
+        redisReply *r = rg_whq_script(q, script, 1, (const char *[]){ id ? id : "*" }, NULL);
         if (r == NULL)
             return -1;
         long n = r->type == REDIS_REPLY_INTEGER ? (long)r->integer : 0;
         freeReplyObject(r);
         total += n;
-        if (id != NULL || n == 0)
+        if (id != NULL)
             return total;
-        /* "*" takes 1000 per call; letters already gone are skipped, so the
-         * loop ends when the list is empty */
+        /* "*" takes the 1000 oldest per call and always removes the ids it
+         * looked at, so the loop ends when the list is empty */
         redisReply *c = rg_whq_command(q, 2, (const char *[]){ "ZCARD", RG_KEY_WH_DEAD }, NULL);
         if (c == NULL)
             return -1;
@@ -434,6 +484,16 @@ long rg_whq_dead_retry(rg_whq *q, const char *id)
         if (left == 0)
             return total;
     }
+}
+
+long rg_whq_dead_retry(rg_whq *q, const char *id)
+{
+    return dead_move(q, RG_WHQ_RETRY, id);
+}
+
+long rg_whq_dead_drop(rg_whq *q, const char *id)
+{
+    return dead_move(q, RG_WHQ_DROP, id);
 }
 
 int rg_whq_status(rg_whq *q, rg_wh_status *out)
@@ -455,6 +515,42 @@ int rg_whq_status(rg_whq *q, rg_wh_status *out)
     out->died = strtoll(hget(r, "dead"), NULL, 10);
     out->lost = strtoll(hget(r, "lost"), NULL, 10);
     freeReplyObject(r);
+    return 0;
+}
+
+/* --- signature ------------------------------------------------------------------ */
+
+int rg_wh_signature(const char *secret, long ts, const char *body, size_t len, char *out,
+                    size_t outlen)
+{
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    char t[24];
+    int ok;
+    snprintf(t, sizeof t, "%ld", ts);
+    /* one HMAC over TS "." body without copying the body: EVP_MAC */
+    EVP_MAC *m = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *c = m ? EVP_MAC_CTX_new(m) : NULL;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end()
+    };
+    size_t n = 0;
+    ok = c && EVP_MAC_init(c, (const unsigned char *)secret, strlen(secret), params) &&
+         EVP_MAC_update(c, (const unsigned char *)t, strlen(t)) &&
+         EVP_MAC_update(c, (const unsigned char *)".", 1) &&
+         EVP_MAC_update(c, (const unsigned char *)body, len) &&
+         EVP_MAC_final(c, mac, &n, sizeof mac);
+    EVP_MAC_CTX_free(c);
+    EVP_MAC_free(m);
+    maclen = (unsigned int)n;
+    if (!ok)
+        return -1;
+    int w = snprintf(out, outlen, "X-Relayguard-Signature: t=%s,v1=", t);
+    if (w < 0 || (size_t)w + 2 * maclen + 1 > outlen)
+        return -1;
+    for (unsigned int i = 0; i < maclen; i++)
+        snprintf(out + w + 2 * i, 3, "%02x", mac[i]);
     return 0;
 }
 
@@ -509,6 +605,31 @@ static bool all_digits(const char *s)
     return s[0] != '\0' && strspn(s, "0123456789") == strlen(s) && strlen(s) < 19;
 }
 
+/* A JSON number as the event writers format them: digits, an optional
+ * fraction (detections' baseline and ratio). */
+static bool number_text(const char *s)
+{
+    size_t n = strspn(s, "0123456789");
+    if (n == 0 || n > 18)
+        return false;
+    if (s[n] == '.') {
+        size_t f = strspn(s + n + 1, "0123456789");
+        return f > 0 && f < 18 && s[n + 1 + f] == '\0';
+    }
+    return s[n] == '\0';
+}
+
+/* Fields sent as JSON numbers when they hold one; every other field is a string. */
+static bool numeric_field(const char *k)
+{
+    static const char *const names[] = { "ts", "nrcpt", "size", "baseline", "threshold",
+                                         "current", "refused", "total", "ratio" };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(k, names[i]) == 0)
+            return true;
+    return false;
+}
+
 char *rg_wh_event_json(const char *id, char *const *keys, char *const *values, size_t n,
                        char *type, size_t typelen)
 {
@@ -549,8 +670,7 @@ char *rg_wh_event_json(const char *id, char *const *keys, char *const *values, s
         rg_buf_add(&b, ",", 1);
         rg_buf_json_str(&b, keys[i]);
         rg_buf_add(&b, ":", 1);
-        if ((strcmp(keys[i], "ts") == 0 || strcmp(keys[i], "nrcpt") == 0 ||
-             strcmp(keys[i], "size") == 0) && all_digits(values[i]))
+        if (numeric_field(keys[i]) && number_text(values[i]))
             rg_buf_adds(&b, values[i]);
         else
             rg_buf_json_str(&b, values[i]);

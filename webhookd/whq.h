@@ -31,6 +31,10 @@ enum rg_whq_script {
     RG_WHQ_FAIL,        /* a failure: back off, or dead-letter after retry_for */
     RG_WHQ_RETRY,       /* dead letters back into their queues */
     RG_WHQ_LOST,        /* count stream entries trimmed before they were routed */
+    RG_WHQ_ROUTER,      /* take or keep the router role */
+    RG_WHQ_GROUP,       /* create the consumer group */
+    RG_WHQ_ACCOUNTS,    /* every account hash, in one round trip */
+    RG_WHQ_DROP,        /* delete dead letters */
     RG_WHQ_STATUS,      /* queue totals */
     RG_WHQ_NSCRIPTS
 };
@@ -71,6 +75,9 @@ long rg_whq_dead_list(rg_whq *q, rg_wh_dead_cb *cb, void *arg);
  * sent now.  Returns how many were put back (0: no such id), or -1. */
 long rg_whq_dead_retry(rg_whq *q, const char *id);
 
+/* Delete dead letter id (NULL: all of them).  Count deleted, or -1. */
+long rg_whq_dead_drop(rg_whq *q, const char *id);
+
 /* Queue totals and the counters of rg:wh:stat. */
 typedef struct rg_wh_status {
     long long queues, queued, leased, waiting_retry, dead;
@@ -78,12 +85,26 @@ typedef struct rg_wh_status {
 } rg_wh_status;
 int rg_whq_status(rg_whq *q, rg_wh_status *out);
 
+/* --- signature ------------------------------------------------------------------ */
+
+#define RG_WH_SIGNATURE_MAX 128
+
+/*
+ * The whole header line "X-Relayguard-Signature: t=TS,v1=HEX" into out
+ * (RG_WH_SIGNATURE_MAX bytes): HEX is the lower-case hex HMAC-SHA256,
+ * keyed with secret, of TS "." body.  0, or -1 (OpenSSL failed, out too
+ * small).
+ */
+int rg_wh_signature(const char *secret, long ts, const char *body, size_t len, char *out,
+                    size_t outlen);
+
 /* --- events as JSON ------------------------------------------------------------ */
 
 /*
  * One stream entry as a JSON object (a new string): "id", "type" (keys.h),
- * "time" (ISO 8601 UTC from ts), then every field; ts, nrcpt and size as
- * numbers.  type gets the event's type.
+ * "time" (ISO 8601 UTC from ts), then every field; ts, nrcpt, size and a
+ * detection's baseline, threshold, current, refused, total and ratio as
+ * numbers when they hold one.  type gets the event's type.
  */
 char *rg_wh_event_json(const char *id, char *const *keys, char *const *values, size_t n,
                        char *type, size_t typelen);

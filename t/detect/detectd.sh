@@ -70,10 +70,11 @@ rg_wait_for 10 bash -c "redis-cli -p $REDIS_PORT XINFO GROUPS rg:events 2>/dev/n
 ok $? "relayguard-detectd created its consumer group"
 
 rg_start_policyd "$RG_CONF"
-n=0
-# req LOGIN CLIENT: one RCPT policy request (a new message each time).
+# req LOGIN CLIENT: one RCPT policy request (a new message each time; the
+# counter is a file, as req runs in $(...) subshells).
 req() {
-    n=$((n + 1))
+    local n=$(( $(cat "$RG_TMP/n" 2>/dev/null || echo 0) + 1 ))
+    echo "$n" >"$RG_TMP/n"
     rg_policy_query "$POLICYD_PORT" protocol_state=RCPT protocol_name=ESMTP client_address="$2" \
         client_name=client.test sasl_method=PLAIN sasl_username="$1" sender="${1%@*}@example.com" \
         recipient="rcpt$n@example.net" instance="detect.$n" size=100
@@ -83,14 +84,35 @@ a=$(rg_wait_policyd_ready "$POLICYD_PORT" protocol_state=RCPT protocol_name=ESMT
     sender=alice@example.com recipient=first@example.net instance=detect.0 size=0)
 like "$a" '^(OK|DUNNO)' "policyd ready; alice from the US: '$a'"
 
+# until SHELL-CONDITION: wait (max 10 s) until it holds.
+until_ok() {
+    local i
+    for ((i = 0; i < 100; i++)); do eval "$1" && return 0; sleep 0.1; done
+    eval "$1"
+}
 # The newest detection event of a type, as JSON (empty when none).
 event() {
     rg_cli --json events --type "$1" --count 1 2>/dev/null |
-        python3 -c 'import json,sys; e=json.load(sys.stdin); print(json.dumps(e[-1]) if e else "")'
+        python3 -c '
+import json, sys
+try:
+    e = json.load(sys.stdin)
+except ValueError:
+    e = []
+print(json.dumps(e[-1]) if e else "")'
 }
 # jget JSON FIELD
-jget() { python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$1" "$2"; }
-wait_event() { rg_wait_for 10 bash -c "[ -n \"\$($(declare -f event rg_cli); event $1)\" ]"; event "$1"; }
+jget() {
+    [ -n "$1" ] || return 0
+    python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get(sys.argv[2], ""))' "$1" "$2"
+}
+# wait_event TYPE [FIELD VALUE]: the newest event of TYPE (with FIELD = VALUE).
+wait_event() {
+    local wt=$1 wf=${2:-} wv=${3:-}     # seen by until_ok's eval (dynamic scope)
+    until_ok '[ -n "$(event "$wt")" ] && { [ -z "$wf" ] || [ "$(jget "$(event "$wt")" "$wf")" = "$wv" ]; }'
+    event "$wt"
+}
+redis_is() { [ "$(rg_redis "${@:1:$#-1}")" = "${!#}" ]; }
 
 # --- a new country alerts ---------------------------------------------------
 a=$(req alice@relay.test 198.51.100.7)
@@ -106,13 +128,13 @@ is "$(rg_redis HGET rg:acct:alice suspended)" "no" "an alert changes nothing"
 # --- three countries within an hour suspend -------------------------------------
 a=$(req alice@relay.test 203.0.113.5)
 like "$a" '^(OK|DUNNO)' "alice from BR: '$a'"
-rg_wait_for 10 bash -c "[ \"\$(redis-cli -p $REDIS_PORT HGET rg:acct:alice suspended)\" = yes ]"
+until_ok 'redis_is HGET rg:acct:alice suspended yes'
 ok $? "logins from US, DE and BR within an hour suspend alice"
 e=$(wait_event detection.countries)
 is "$(jget "$e" verdict)" "suspend" "detection.countries: action suspend"
 c=$(jget "$e" countries)
-ok $(for cc in US DE BR; do [[ ",$c," == *",$cc,"* ]] || echo 1; done | grep -q 1; echo $?) \
-    "evidence: countries seen '$c'"
+missing=$(for cc in US DE BR; do [[ ",$c," == *",$cc,"* ]] || echo "$cc"; done)
+is "$missing" "" "evidence: countries seen '$c'"
 like "$(jget "$e" ips)" '203\.0\.113\.5' "evidence: addresses seen '$(jget "$e" ips)'"
 a=$(req alice@relay.test 192.0.2.10)
 like "$a" '^550 5\.7\.1 .*account alice is suspended' "the next request is refused: '$a'"
@@ -129,9 +151,8 @@ cool=$(rg_redis HGET rg:dt:alice c)
 ok $([ "${cool:-0}" -gt "$(rg_now_ms)" ]; echo $?) "resume starts the cool-down (rg:dt:alice c)"
 req alice@relay.test 198.51.100.7 >/dev/null
 req alice@relay.test 203.0.113.5 >/dev/null
-rg_wait_for 10 bash -c "[ \"\$($(declare -f event rg_cli jget); jget \"\$(event detection.countries)\" cooling)\" = yes ]"
-ok $? "three countries again within the cool-down: reported"
-e=$(event detection.countries)
+e=$(wait_event detection.countries cooling yes)
+is "$(jget "$e" cooling)" "yes" "three countries again within the cool-down: reported"
 is "$(jget "$e" verdict)" "alert" "within the cool-down: alert only"
 is "$(rg_redis HGET rg:acct:alice suspended)" "no" "within the cool-down: not suspended"
 out=$(rg_cli account resume nobody 2>&1)
@@ -140,13 +161,24 @@ is "$?" "1" "resume of an unknown account: exit 1 ($out)"
 # --- a volume spike throttles (detect_action = throttle) ---------------------------
 # No history: the baseline is 0, the threshold the floor (20 recipients an hour).
 for i in $(seq 1 21); do req bulk@relay.test 192.0.2.20 >/dev/null; done
-rg_wait_for 10 bash -c "[ -n \"\$(redis-cli -p $REDIS_PORT HGET rg:acct:bulk throttle_until)\" ]"
+until_ok '[ -n "$(rg_redis HGET rg:acct:bulk throttle_until)" ]'
 ok $? "the 21st recipient of the hour throttles bulk"
 e=$(wait_event detection.volume)
 is "$(jget "$e" account)/$(jget "$e" verdict)/$(jget "$e" current)" "bulk/throttle/21" \
     "detection.volume: account, action, current volume"
 is "$(jget "$e" threshold)/$(jget "$e" baseline)" "20.00/0.00" "evidence: threshold and baseline"
 like "$(rg_redis HGET rg:acct:bulk throttle)" 'rate 3/1h.*name=throttle' "the throttle limit is the detect block's"
+# policyd_sees: wait until policyd has loaded the current accounts generation
+# (a decision notices a newer one and reloads, at most every 500 ms; these
+# requests trigger it).
+policyd_sees() {
+    local gen
+    gen=$(rg_redis GET rg:acct:gen)
+    until_ok "grep -q 'accounts (generation $gen)' '$POLICYD_LOG' ||
+              { req alice@relay.test 192.0.2.10 >/dev/null; false; }"
+}
+policyd_sees
+ok $? "policyd loaded the throttled account"
 # The engine applies it: 3 messages an hour, the 4th waits.
 codes=
 for i in 1 2 3 4; do a=$(req bulk@relay.test 192.0.2.20); codes="$codes ${a:0:3}"; done
@@ -155,11 +187,12 @@ like "$a" 'throttle' "the refusal names the throttle: '$a'"
 out=$(rg_cli account resume bulk 2>&1)
 ok $? "relayguard account resume bulk"
 is "$(rg_redis HEXISTS rg:acct:bulk throttle_until)" "0" "resume clears the throttle"
+policyd_sees
 a=$(req bulk@relay.test 192.0.2.20)
 like "$a" '^(OK|DUNNO)' "after resume bulk sends again: '$a'"
 
 # --- every entry is acknowledged; a second detector takes over a dead one's ---------
-rg_wait_for 10 bash -c "[ \"\$(redis-cli -p $REDIS_PORT XPENDING rg:events detectd | head -1)\" = 0 ]"
+until_ok '[ "$(rg_redis XPENDING rg:events detectd | head -1)" = 0 ]'
 ok $? "relayguard-detectd acknowledged every event"
 rg_stop_policyd "$DETECTD_PID"
 ok $? "relayguard-detectd stops on SIGTERM with status 0"
@@ -173,9 +206,9 @@ done
 rg_redis XREADGROUP GROUP detectd ghost COUNT 100 STREAMS rg:events '>' >/dev/null
 is "$(rg_redis XPENDING rg:events detectd | head -1)" "3" "three events pending for a dead consumer"
 start_detectd
-rg_wait_for 15 bash -c "[ \"\$(redis-cli -p $REDIS_PORT HGET rg:acct:carol suspended)\" = yes ]"
+until_ok 'redis_is HGET rg:acct:carol suspended yes'
 ok $? "a new detector takes the dead one's events over (XAUTOCLAIM) and suspends carol"
-rg_wait_for 10 bash -c "[ \"\$(redis-cli -p $REDIS_PORT XPENDING rg:events detectd | head -1)\" = 0 ]"
+until_ok '[ "$(rg_redis XPENDING rg:events detectd | head -1)" = 0 ]'
 ok $? "and acknowledges them"
 
 rg_stop_policyd "$DETECTD_PID"

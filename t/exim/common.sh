@@ -11,8 +11,8 @@
 #   rg_exim_conf DIR [ACL-FILE]   DIR/exim.conf: the ACLs of
 #                                 conf.examples/exim/acls.conf (or ACL-FILE),
 #                                 PLAIN auth (any login, password "secret"),
-#                                 delivery to the sink (SINK_PORT) with
-#                                 relayguard's DKIM options
+#                                 delivery to the sink (SINK_PORT) with the
+#                                 DKIM options of conf.examples/exim/transport.conf
 #   rg_exim_be DIR EXPR..         exim -be: one line per expansion (or "Failed: ...")
 #   rg_start_exim DIR             daemon on EXIM_PORT; EXIM_PID
 #   rg_exim_panic DIR             the panic log (empty when Exim never panicked)
@@ -28,8 +28,11 @@ rg_exim_setup() {
         local d
         d=$(dirname "$RG_EXIM_ROOT")
         mkdir -p "$d"
-        ( cd "$d" && apt-get download exim4-daemon-heavy >/dev/null 2>&1 &&
-          dpkg -x exim4-daemon-heavy_*.deb "$(basename "$RG_EXIM_ROOT")" ) ||
+        # one test unpacks, the others (make -j) wait for it
+        ( flock -w 120 9 || exit 1
+          [ -x "$EXIM" ] && exit 0
+          cd "$d" && apt-get download exim4-daemon-heavy >/dev/null 2>&1 &&
+          dpkg -x exim4-daemon-heavy_*.deb "$(basename "$RG_EXIM_ROOT")" ) 9>"$d/.unpack.lock" ||
             skip_all "cannot download exim4-daemon-heavy to unpack"
     fi
     if ldd "$EXIM" | grep -q 'not found'; then
@@ -50,7 +53,7 @@ rg_exim_setup() {
     RG_EXIM_ENV=()
     if ldd "$RG_SO" | grep -q libasan; then
         local nosuid="$RG_EXIM_ROOT/../nosuid/exim4"
-        if [ ! -x "$nosuid" ]; then
+        if [ ! -x "$nosuid" ] || [ "$EXIM" -nt "$nosuid" ]; then
             mkdir -p "$(dirname "$nosuid")"
             cp "$EXIM" "$nosuid.$$" && chmod 755 "$nosuid.$$" && mv -f "$nosuid.$$" "$nosuid"
         fi
@@ -92,6 +95,7 @@ host_lookup =
 rfc1413_hosts =
 tls_advertise_hosts =
 smtp_accept_max = 200
+smtp_accept_max_per_host = \${dlfunc{RELAYGUARD_SO}{rg_preload}{RELAYGUARD_CONF}{}}
 smtp_accept_queue_per_connection = 0
 keep_environment = LD_PRELOAD : ASAN_OPTIONS : UBSAN_OPTIONS
 queue_run_in_order = false
@@ -117,9 +121,10 @@ remote_smtp:
   driver = smtp
   allow_localhost
   hosts_try_fastopen =
-  dkim_domain      = \${dlfunc{RELAYGUARD_SO}{rg_dkim_domain}{RELAYGUARD_CONF}{\${extract{account}{\$acl_m_relayguard}}}{\$h_from:}}
-  dkim_selector    = \${dlfunc{RELAYGUARD_SO}{rg_dkim_selector}{RELAYGUARD_CONF}{\${extract{account}{\$acl_m_relayguard}}}{\$dkim_domain}}
-  dkim_private_key = \${dlfunc{RELAYGUARD_SO}{rg_dkim_key}{RELAYGUARD_CONF}{\${extract{account}{\$acl_m_relayguard}}}{\$dkim_domain}{\$dkim_selector}}
+EOF
+        # the DKIM options exactly as conf.examples/exim/transport.conf ships them
+        sed -n '/^  dkim_domain/,/^  dkim_canon/p' "$top_srcdir/conf.examples/exim/transport.conf"
+        cat <<EOF
 
 begin retry
 *   *   F,1h,1m

@@ -111,6 +111,14 @@ is "$(fn rg_dkim_key "$C" alice example.com ed1)" "$RG_TMP/keys/ed.pem" "rg_dkim
 is "$(fn rg_dkim_key "$C" alice example.com nosuch)" "" "rg_dkim_key: unknown selector: empty"
 is "$(fn rg_dkim_key "$C" local other.test o1)" "" "rg_dkim_key: account not allowed for the domain: empty"
 
+# --- preload (smtp_accept_max_per_host, in the daemon) -----------------
+is "$(fn rg_preload "$C" 20)" "20" "rg_preload: yields the per-host limit it is given"
+is "$(fn rg_preload "$C" "")" "" "rg_preload: empty limit (none) stays empty"
+is "$(fn rg_preload "$RG_TMP/missing.conf" 5)" "5" \
+   "rg_preload with an unreadable relayguard.conf: still the limit (the daemon keeps accepting)"
+is "$(fn rg_preload "$C" 2x)" "Failed: relayguard: rg_preload: argument 2 (MAX_PER_HOST) is not a number: '2x'" \
+   "rg_preload: a limit that is not a number"
+
 # --- bad arguments -----------------------------------------------------
 is "$(fn rg_rcpt "$C" alice@relay.test 127.0.0.1 a@example.com)" \
    "Failed: relayguard: rg_rcpt: 4 arguments given, 6 expected: CONFIG LOGIN CLIENT SENDER RECIPIENT SIZE" \

@@ -81,6 +81,12 @@ like "$(logline 'QONE1: accept: END-OF-MESSAGE')" "account=one" "quota: the firs
 like "$(logline 'QONE2: reject')" "RCPT .*550 5.7.1 quota quota-1-1d-msg \(1/1d\) of account one reached" \
     "quota: the second is refused (550 at RCPT)"
 
+mt nonsmtp
+like "$(logline 'QNONSMTP: reject: RCPT')" "550 5.7.1 <gone@example.net>: suppressed" \
+    "non-SMTP session (client port 0): the suppressed recipient is decided at RCPT"
+like "$(logline 'QSMTPSUPP: reject: RCPT')" "550 5.7.1 <gone@example.net>: suppressed" \
+    "SMTP session: refused at RCPT"
+
 mt notours
 like "$(logline QINBOUND)" "dunno: RCPT" "not relayguard's mail: dunno"
 

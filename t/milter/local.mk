@@ -11,4 +11,4 @@ endif
 EXTRA_DIST += t/milter/common.sh t/milter/dkimverify.py t/milter/dkim.sh t/milter/callbacks.sh \
 	t/milter/postfix.sh t/milter/kill.sh t/milter/sendmail.sh t/milter/local.sh \
 	t/milter/lua/lib.lua t/milter/lua/accept.lua t/milter/lua/refusals.lua \
-	t/milter/lua/notours.lua t/milter/lua/malformed.lua
+	t/milter/lua/notours.lua t/milter/lua/malformed.lua t/milter/lua/nonsmtp.lua

@@ -62,12 +62,14 @@ wait_subject_seen() {
     rg_wait_for 20 bash -c "grep -rlF -- 'Subject: $1' '$SINK_DIR/mail' | grep -q . || grep -q 'milter-reject' '$PF_LOG'"
 }
 
-# --- by SMTP: a forged uid header selects nothing -------------------------
-r=$(rg_send $P "" a@forged.test b@example.net \
-    --add-header "Received: by local.relay.test (Postfix, from userid 0) id 4AB12C0FFEE" \
-    --header "Subject: smtp-forged")
+# --- by SMTP: a forged uid header as the first header selects nothing -----
+printf 'Received: by local.relay.test (Postfix, from userid 0)\r\n\tid 4AB12C0FFEE; Tue, 24 Nov 2026 10:00:00 +0000 (UTC)\r\nFrom: a@example.com\r\nTo: b@example.net\r\nSubject: smtp-forged\r\n\r\nx\r\n' >"$RG_TMP/smtp-forged.eml"
+r=$(rg_send $P "" a@example.com b@example.net --data "$RG_TMP/smtp-forged.eml")
+like "$r" "^250 " "SMTP with a forged 'from userid 0' Received header on top: accepted"
+is "$(rg_redis GET "rg:q:a:lo:quota-100-1d-msg:$day")" 1 "... and charged to the network account lo, not to uid0"
+r=$(rg_send $P "" a@forged.test b@example.net --data "$RG_TMP/smtp-forged.eml")
 is "$r" "553 5.7.1 <a@forged.test>: sender domain forged.test is not allowed for account lo" \
-    "SMTP with a forged 'from userid 0' Received header: the network account decides (553)"
+    "SMTP with a forged uid header and a sender only uid0 may use: 553 for account lo"
 
 # --- local submission as the test user -----------------------------------
 # 1. a forged first Received header claiming uid 0, and a sender only uid0 may use
@@ -101,7 +103,7 @@ if [ -n "$f" ]; then
 else
     fail "local message delivered"; fail "local message signed"
 fi
-is "$(rg_redis GET "rg:q:a:lo:quota-100-1d-msg:$day")" 1 "local message charged once, to account lo"
+is "$(rg_redis GET "rg:q:a:lo:quota-100-1d-msg:$day")" 2 "local message charged once, to account lo"
 is "$(rg_redis GET "rg:q:a:uid0:quota-100-1d-msg:$day")" "" "nothing charged to uid0"
 is "$(rg_redis XRANGE rg:events - + | grep -cx uid0)" 0 "no event of account uid0"
 

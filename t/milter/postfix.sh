@@ -6,13 +6,18 @@
 # on one message it is charged once.
 . "$top_srcdir/t/lib.sh"
 . "$top_srcdir/t/milter/common.sh"
-rg_require postfix swaks smtp-sink opendkim openssl
+rg_require postfix swaks smtp-sink opendkim openssl curl
 "$RG_PY" -c 'import dkim, nacl' 2>/dev/null || skip_all "python3-dkim/python3-nacl not installed"
 rg_require_built "$RG_BIN_MILTER" "$RG_BIN_CLI"
 rg_tmpdir
 rg_start_redis
 RG_CONF="$RG_TMP/rg.conf"
-rg_milter_conf "$RG_CONF" </dev/null
+MPORT=$(rg_free_port)
+rg_milter_conf "$RG_CONF" <<EOF0
+milter {
+    metrics = inet:127.0.0.1:$MPORT
+}
+EOF0
 cat >"$RG_TMP/accounts.conf" <<'EOF2'
 account alice {
     logins         = alice@relay.test
@@ -129,6 +134,21 @@ if [ -x "$RG_BIN_POLICYD" ]; then
 fi
 
 rg_check_delivered
+
+# The milter's Prometheus endpoint counted what it did.
+m=$(curl -sf "http://127.0.0.1:$MPORT/metrics")
+ok $? "milter metrics: GET /metrics answers"
+metric() { printf '%s\n' "$m" | awk -v k="$1" '$1 == k { print $2 }'; }
+like "$(metric 'relayguard_dkim_signatures_total{algorithm="rsa-sha256"}')" '^[1-9]' \
+    "milter metrics: RSA signatures counted ($(metric 'relayguard_dkim_signatures_total{algorithm="rsa-sha256"}'))"
+like "$(metric 'relayguard_dkim_signatures_total{algorithm="ed25519-sha256"}')" '^[1-9]' \
+    "milter metrics: Ed25519 signatures counted"
+like "$(metric 'relayguard_decisions_total{verdict="accept",reason="ok"}')" '^[1-9]' \
+    "milter metrics: accepted decisions counted"
+like "$(metric 'relayguard_decisions_total{verdict="reject",reason="header_from"}')" '^[1-9]' \
+    "milter metrics: the header From refusal counted"
+printf '%s\n' "$m" | grep -q '^relayguard_build_info{daemon="relayguard-milter",version="[^"]*"} 1$'
+ok $? "milter metrics: build info names the milter"
 rg_stop_milter; is "$?" 0 "milter: clean exit"
 rg_log_clean "$MILTER_LOG"; ok $? "no sanitizer reports in the milter log"
 done_testing

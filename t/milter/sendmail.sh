@@ -26,7 +26,7 @@ rg_tmpdir
 rg_start_redis
 RG_CONF="$RG_TMP/rg.conf"
 rg_milter_conf "$RG_CONF" </dev/null
-printf 'account local {\n    client_networks = 127.0.0.0/8\n    domains = example.com\n}\n' >"$RG_TMP/accounts.conf"
+printf 'account local {\n    client_networks = 127.0.0.0/8\n    domains = example.com\n}\naccount uid0 {\n    local_users = root\n    domains = forged.test\n}\n' >"$RG_TMP/accounts.conf"
 rg_cli load "$RG_TMP/accounts.conf" >/dev/null || { echo "Bail out! relayguard load failed"; exit 1; }
 rg_milter_txt "$RG_CONF" "$RG_TMP/keys.txt"
 rg_start_milter "$RG_CONF" inet
@@ -96,5 +96,16 @@ like "$r" "^553 5.7.1 .*sender domain foreign.test is not allowed for account lo
 r=$(rg_swaks --server "127.0.0.1:$SM_PORT" --from a@example.com --to b@example.net --header "From: x@bank.test")
 like "$r" "^550 5.7.1 .*header From domain bank.test is not allowed for account local" \
     "Sendmail: a foreign header From is refused at end of data"
+# Local submission goes through Sendmail's MSP, which relays by SMTP to
+# 127.0.0.1 with "Received: (from USER@localhost) ... /Submit" on top; any
+# local process can write that header, so it never selects an account.
+printf 'Received: (from root@localhost)\r\n\tby mta.relay.test (8.17.1.9/8.17.1.9/Submit) id 5AOH0xx;\r\n\tTue, 24 Nov 2026 10:00:00 GMT\r\nFrom: a@example.com\r\nTo: b@example.net\r\nSubject: forged MSP header\r\n\r\nx\r\n' >"$RG_TMP/msp-forged.eml"
+r=$(rg_swaks --server "127.0.0.1:$SM_PORT" --from a@example.com --to b@example.net --data "$RG_TMP/msp-forged.eml")
+like "$r" "^250 " "Sendmail: a message with a forged MSP 'from root@localhost' header on top is accepted"
+is "$(redis-cli -p "$REDIS_PORT" XRANGE rg:events - + | grep -cx uid0)" 0 \
+    "Sendmail: ... as account local: no event of root's account uid0"
+r=$(rg_swaks --server "127.0.0.1:$SM_PORT" --from a@forged.test --to b@example.net --data "$RG_TMP/msp-forged.eml")
+like "$r" "^553 5.7.1 .*sender domain forged.test is not allowed for account local" \
+    "Sendmail: with a sender only uid0 may use: 553 for account local"
 rg_stop_milter; is "$?" 0 "milter: clean exit"
 done_testing

@@ -51,7 +51,7 @@ typedef struct replay {
 static void rcpt(const rg_detect_conf *c, rg_detect_state *s, uint64_t ts, const char *verdict,
                  const char *reason, replay *r)
 {
-    rg_detect_event ev = { .ts_ms = ts, .stage = "RCPT", .verdict = verdict, .reason = reason,
+    rg_detect_event ev = { .ts_ms = ts, .stage = "rcpt", .verdict = verdict, .reason = reason,
                            .login = "alice", .client = "", .country = "" };
     rg_detect_hit h[4];
     size_t n = rg_detect_feed(c, s, &ev, h, 4);
@@ -194,7 +194,7 @@ static void test_throttle_lasts(void **state)
 static size_t login(const rg_detect_conf *c, rg_detect_state *s, uint64_t ts, const char *ip,
                     const char *cc, rg_detect_hit *h, size_t max)
 {
-    rg_detect_event ev = { .ts_ms = ts, .stage = "RCPT", .verdict = "accept", .reason = "ok",
+    rg_detect_event ev = { .ts_ms = ts, .stage = "rcpt", .verdict = "accept", .reason = "ok",
                            .login = "alice@relay.test", .client = ip, .country = cc };
     return rg_detect_feed(c, s, &ev, h, max);
 }
@@ -314,7 +314,7 @@ static void test_refused(void **state)
         rcpt(&c, s, t + 2 * HOUR + (uint64_t)i * 1000, "accept", "ok", &r);
     CHECK_INT("fresh window", r.nhits, 0);
     /* detection.* events are not traffic */
-    rg_detect_event own = { .ts_ms = t + 3 * HOUR, .type = "detection.volume", .stage = "RCPT",
+    rg_detect_event own = { .ts_ms = t + 3 * HOUR, .type = "detection.volume", .stage = "rcpt",
                             .verdict = "accept", .login = "alice", .client = "192.0.2.1",
                             .country = "US" };
     rg_detect_hit h[4];
@@ -338,7 +338,11 @@ static void test_fields_round_trip(void **state)
 
     const char *keys[RG_DETECT_FIELDS];
     char *values[RG_DETECT_FIELDS];
-    size_t n = rg_detect_state_to_fields(s, keys, values);
+    size_t n = rg_detect_state_to_fields(s, false, keys, values);
+    CHECK_INT("fields without the baseline", n, RG_DETECT_FIELDS - 2);
+    for (size_t i = 0; i < n; i++)
+        free(values[i]);
+    n = rg_detect_state_to_fields(s, true, keys, values);
     CHECK_INT("fields", n, RG_DETECT_FIELDS);
     CHECK_INT("parses", rg_detect_state_from_fields(t, (char *const *)keys, values, n), 0);
     CHECK_INT("hour", t->hour, s->hour);
@@ -359,6 +363,10 @@ static void test_fields_round_trip(void **state)
         ss += s->refused[i];
     }
     CHECK_U64("refused slices", tt, ss);
+    /* (%.6g keeps 6 digits: equal baselines are compared in memory, not as text) */
+    CHECK_INT("same baseline", rg_detect_same_baseline(s, s), 1);
+    t->base[10] += 1;
+    CHECK_INT("other baseline", rg_detect_same_baseline(s, t), 0);
     for (size_t i = 0; i < n; i++)
         free(values[i]);
 

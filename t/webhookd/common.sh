@@ -93,6 +93,10 @@ elif what == "order":          # per account, acknowledged events in stream orde
                 bad += 1
             seen[a] = i
     print(bad)
+elif what == "requests":       # how many requests
+    print(len(reqs))
+elif what == "connections":    # how many TCP connections they came on
+    print(len(set(r["port"] for r in reqs)))
 elif what == "max-batch":
     print(max([len(r["events"]) for r in reqs] or [0]))
 PY

@@ -5,6 +5,7 @@
 # body, once each and in order.
 . "${top_srcdir:-$(cd "$(dirname "$0")/../.." && pwd)}/t/webhookd/common.sh"
 
+rg_require curl openssl
 wh_start_receiver main "" /alice=alice-secret-0123456789
 CONF="$RG_TMP/relayguard.conf"
 rg_write_conf "$CONF" <<EOF
@@ -57,13 +58,28 @@ is "$(report "$RECV_DIR" acked-twice)" 0 "no event was acknowledged twice"
 is "$(report "$RECV_DIR" order /global)" 0 "each account's events arrived in order"
 
 # The body: a JSON array of event objects.
+tail -n +2 "$RECV_DIR/last-global" >"$RG_TMP/body.json"
+head -n 1 "$RECV_DIR/last-global" >"$RG_TMP/sig"
 is "$(python3 -c '
 import json, sys
 e = json.load(open(sys.argv[1]))[0]
 keys = ("id", "account", "verdict", "code", "reason", "sender", "rcpt", "node")
 print(type(e["ts"]).__name__, e["type"].split(".")[0], e["time"][-1], all(k in e for k in keys))' \
-   "$RECV_DIR/last-body.json")" \
+   "$RG_TMP/body.json")" \
    "int decision Z True" "the body is an array of events with id, type, time and the stream fields"
+
+# The shell check of relayguard-webhookd(8), on the last request as received.
+doc_check() {   # doc_check SECRET: the man page's lines, verbatim
+    local SECRET=$1 SIG ts v1 mac
+    SIG=$(cat "$RG_TMP/sig")
+    cd "$RG_TMP" || return 1
+    ts=${SIG#t=}; ts=${ts%%,*}; v1=${SIG#*v1=}
+    mac=$( { printf '%s.' "$ts"; cat body.json; } |
+           openssl dgst -sha256 -hmac "$SECRET" -r | cut -d' ' -f1)
+    [ "$mac" = "$v1" ] && [ $(( $(date +%s) - ts )) -le 300 ] && echo valid
+}
+is "$(doc_check "$SECRET")" valid "the man page's shell check verifies a real request"
+is "$(doc_check "not-the-secret-0123")" "" "... and fails with another secret"
 
 # The receiver's check has teeth: another body or an old timestamp fails.
 sign() {   # sign BODY AGE_SECONDS -> header value
@@ -100,11 +116,26 @@ ok "$([ "$max" -gt 1 ] && [ "$max" -le 100 ]; echo $?)" \
    "busy: events are batched, at most batch_max per POST (largest: $max)"
 is "$(report "$RECV_DIR" acked-twice)" 0 "still no event acknowledged twice"
 is "$(report "$RECV_DIR" order /global)" 0 "still in order per account"
+nreq=$(report "$RECV_DIR" requests) nconn=$(report "$RECV_DIR" connections)
+ok "$([ "$nconn" -lt "$nreq" ] && [ "$nconn" -le 32 ]; echo $?)" \
+   "connections are reused: $nreq requests came on $nconn connections (concurrency 32)"
 wait_acked "$RECV_DIR" /bob 402 10
+
+# SIGHUP rereads relayguard.conf: the global URL now wants refusals only.
+sed -i 's/^    retry_max     = 1s$/&\n    events        = decision.reject/' "$CONF"
+kill -HUP "$WH_PID"
+rg_wait_for 5 grep -q 'SIGHUP: reloading' "$WH_LOG"
+ok $? "SIGHUP: webhookd rereads its configuration"
+decide bob@relay.test bob@example.org 1 hup-ok
+decide bob@relay.test mallory@foreign.example 1 hup-bad
+wait_acked "$RECV_DIR" /global 415 10
+sleep 0.5
+is "$(report "$RECV_DIR" acked /global)" 415 "after the reload the global URL gets the refusal, not the accepted event"
+is "$(report "$RECV_DIR" acked /bob)" 404 "bob's own URL (no filter) still gets both"
 
 st=$("$RG_BIN_CLI" -c "$CONF" --json webhooks status)
 is "$(printf '%s' "$st" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["queued"], d["dead"], d["delivered"])')" \
-   "0 0 $((414 + 3 + 402))" "webhooks status: nothing queued, nothing dead, every delivery counted"
+   "0 0 $((415 + 3 + 404))" "webhooks status: nothing queued, nothing dead, every delivery counted"
 
 wh_stop "$WH_PID" "$WH_LOG"
 ok $? "SIGTERM: webhookd stops cleanly"

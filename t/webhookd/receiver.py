@@ -14,8 +14,10 @@ What it answers is read from DIR/mode before each request:
   500 [N]       500 for the next N requests (default: all), then ok
   hang [N]      never answers the next N requests (the sender times out)
 With DIR/mode.slow holding "slow SECONDS", every answer waits that long.
+The last well-formed request to each PATH is kept in DIR/last-PATH (its
+signature header, a newline, the body).
 Each request is one JSON line in DIR/requests.jsonl:
-  {"path", "status", "sig": "ok"|"bad"|"missing"|"stale", "events": [ids],
+  {"path", "status", "sig": "ok"|"bad"|"missing"|"stale", "port", "events": [ids],
    "accounts": [...], "types": [...], "n": header X-Relayguard-Events}
 status is what was answered (0 for a hang).
 """
@@ -91,6 +93,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             status = 200
         rec = {"path": self.path, "status": status, "sig": sig,
+               "port": self.client_address[1],     # one per TCP connection
                "n": self.headers.get("X-Relayguard-Events"),
                "events": [e.get("id") for e in events or []],
                "accounts": [e.get("account") for e in events or []],
@@ -99,8 +102,12 @@ class Handler(BaseHTTPRequestHandler):
             with open(os.path.join(DIR, "requests.jsonl"), "a") as f:
                 f.write(json.dumps(rec) + "\n")
             if events is not None:
-                with open(os.path.join(DIR, "last-body.json"), "wb") as f:
-                    f.write(body)
+                # the last good request to this path (DIR/last-PATH): its
+                # signature header on the first line, then the body
+                name = os.path.join(DIR, "last" + self.path.replace("/", "-"))
+                with open(name + ".tmp", "wb") as f:
+                    f.write(self.headers.get("X-Relayguard-Signature", "").encode() + b"\n" + body)
+                os.replace(name + ".tmp", name)
         if status == 0:
             time.sleep(30)              # longer than the sender's timeout
             return

@@ -93,6 +93,17 @@ is "$(report "$CAROL_DIR" acked /carol)" "$ndead" "the retried dead letters are 
 "$RG_BIN_CLI" -c "$CONF" webhooks list-dead >/dev/null
 is "$?" 1 "the dead-letter list is empty again (exit 1)"
 
+# drop: dead letters are kept until retried or dropped
+rg_stop_pid "$RECV_PID"          # carol's receiver goes away again
+decide carol@relay.test carol@example.com 1 dead2
+rg_wait_for 20 sh -c "'$RG_BIN_CLI' -c '$CONF' webhooks list-dead | grep -q carol"
+id=$("$RG_BIN_CLI" -c "$CONF" webhooks list-dead | awk 'NR == 1 { print $1 }')
+is "$("$RG_BIN_CLI" -c "$CONF" webhooks drop "$id")" "1 dead letter deleted" "webhooks drop ID"
+"$RG_BIN_CLI" -c "$CONF" webhooks drop "$id" >/dev/null 2>&1
+is "$?" 1 "webhooks drop of an id already gone: exit 1"
+"$RG_BIN_CLI" -c "$CONF" webhooks list-dead >/dev/null
+is "$?" 1 "nothing dead any more"
+
 wh_stop "$WH_PID" "$WH_LOG"
 ok $? "webhookd stops cleanly (exit 0, no sanitizer report)"
 done_testing

@@ -37,10 +37,12 @@ B_PID=$WH_PID B_LOG=$WH_LOG
 
 # --- both running: 600 events in bursts
 for round in 1 2 3 4 5 6; do
+    pids=()
     for a in alice bob carol dave; do
         decide "$a@relay.test" "$a@example.com" 25 "r$round" &
+        pids+=($!)
     done
-    wait
+    wait "${pids[@]}"
 done
 n=$(stream_ids | wc -l)
 is "$n" 600 "the engine wrote 600 events"
@@ -62,13 +64,14 @@ ok "$([ "$a_sent" -gt 0 ] && [ "$b_sent" -gt 0 ]; echo $?)" \
 # --- one dies in the middle: SIGKILL, no clean-up at all
 echo "slow 0.3" >"$RECV_DIR/mode.slow"
 for round in 1 2 3; do
+    pids=()
     for a in alice bob carol dave; do
         decide "$a@relay.test" "$a@example.com" 25 "k$round" &
+        pids+=($!)
     done
-    wait
-    [ "$round" = 1 ] && { sleep 0.2; kill -9 "$A_PID"; }
+    wait "${pids[@]}"
+    [ "$round" = 1 ] && { sleep 0.2; kill -9 "$A_PID"; wait "$A_PID"; } 2>/dev/null
 done
-wait "$A_PID" 2>/dev/null
 rm -f "$RECV_DIR/mode.slow"
 n=$(stream_ids | wc -l)
 is "$n" 900 "300 more events, written while webhookd A was killed"

@@ -1,6 +1,12 @@
 -- Refusals at each stage; the codes and texts are checked in the milter log
 -- by the wrapper.  Every refusal is a reply code (smfi_setreply).
 dofile(lib)
+-- A refusal at end of headers is answered at end of message (the milter asks
+-- for no reply at end of headers: SMFIP_NR_EOH).
+local function finish(conn)
+    check(mt.bodystring(conn, "x\r\n") == nil, "body")
+    check(mt.eom(conn) == nil, "eom")
+end
 local conn = open()
 -- The MAIL checks are answered at the first RCPT (as relayguard-policyd does).
 -- unknown login: 550
@@ -23,8 +29,9 @@ rcpt(conn, "<gone@example.net>")
 reply_is(conn, SMFIR_REPLYCODE, "suppressed recipient")
 rcpt(conn, "<ok@example.net>")
 reply_is(conn, SMFIR_CONTINUE, "next recipient")
--- foreign header From: EOH 550
+-- foreign header From: 550 (decided at end of headers)
 headers(conn, {{"From", "Boss <ceo@bank.test>"}})
+finish(conn)
 reply_is(conn, SMFIR_REPLYCODE, "foreign header From")
 mt.disconnect(conn)
 
@@ -33,6 +40,7 @@ conn = open()
 mail(conn, "alice@relay.test", "<a@example.com>", "QTWOFROM")
 rcpt(conn, "<b@example.net>")
 headers(conn, {{"From", "a@example.com"}, {"From", "b@example.com"}})
+finish(conn)
 reply_is(conn, SMFIR_REPLYCODE, "two From headers")
 mt.disconnect(conn)
 
@@ -41,6 +49,7 @@ conn = open()
 mail(conn, "alice@relay.test", "<a@example.com>", "QNOFROM")
 rcpt(conn, "<b@example.net>")
 headers(conn, {{"Subject", "no from"}})
+finish(conn)
 reply_is(conn, SMFIR_REPLYCODE, "no From header")
 mt.disconnect(conn)
 

@@ -1,0 +1,150 @@
+#!/bin/bash
+# bench/run-detect.sh - policy decisions/s with compromised-account detection
+# on (relayguard-detectd reading the events stream) and off, on one machine.
+#
+# relayguard-policyd with a private Redis and $ACCOUNTS accounts (two limits
+# each, as in bench/run-policy.sh) gets full RCPT requests from
+# bench/policy-load on $CONNS persistent connections.  Runs alternate off, on,
+# off, on ... ($REPEAT of each), so that a change in the machine's other load
+# hits both sides alike; the median of each side and their ratio are printed
+# (issue 5 target: on >= 0.9 x off).  Per run: decisions/s, Redis CPU per
+# decision (the bottleneck), relayguard-detectd CPU per decision, and how far
+# detectd was behind when the run ended (entries of the stream not yet read).
+#
+# Usage: bench/run-detect.sh    (as root)
+# Knobs (environment): BUILD=/work/build-bench CONNS=50 DURATION=15 WARMUP=3
+#   REPEAT=3 ACCOUNTS=100 OUT=FILE (also write the report there) KEEP=0
+# Loopback only; every process it starts is stopped by PID at exit.
+{
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+
+CONNS=${CONNS:-50}
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+REPEAT=${REPEAT:-3}
+ACCOUNTS=${ACCOUNTS:-100}
+KEEP=${KEEP:-0}
+
+need_pkgs redis-server redis-tools gcc make pkg-config libevent-dev
+make_workdir
+cleanup() {
+    stop_all
+    if [ "$KEEP" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+log "work folder $WORK"
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+if [ ! -f "$BUILD/Makefile" ]; then
+    mkdir -p "$BUILD"
+    (cd "$BUILD" && "$TOP_SRC/configure" -q) >"$WORK/configure.log" 2>&1 || die "configure failed"
+fi
+make -C "$BUILD" -j2 postfix-policyd/relayguard-policyd detectd/relayguard-detectd cli/relayguard \
+    bench/policy-load >"$WORK/build.log" 2>&1 || die "build failed: $(grep -m 3 -E 'error|Error' "$WORK/build.log")"
+RG_POLICYD="$BUILD/postfix-policyd/relayguard-policyd"
+RG_DETECTD="$BUILD/detectd/relayguard-detectd"
+RG_CLI="$BUILD/cli/relayguard"
+find_policy_load
+
+d="$WORK/rg"
+mkdir -p "$d"
+rport=$(free_port 26379)
+start_redis "$d/redis" "$rport"
+RPID=$REDIS_PID
+pport=$(free_port 20040)
+cat >"$d/relayguard.conf" <<EOF
+# bench/run-detect.sh
+store = redis://127.0.0.1:$rport/0
+log = stderr
+log_level = warning
+node = bench
+events_max = 1000000
+policyd {
+    listen = inet:127.0.0.1:$pport
+    max_connections = 20000
+}
+detect {
+    action = alert
+}
+EOF
+{
+    for i in $(seq 0 $((ACCOUNTS - 1))); do
+        printf 'account bench%d {\n    logins = bench%d@relay.test\n    domains = bench%d.example.com\n' "$i" "$i" "$i"
+        printf '    limit = rate 1000000/1h\n    limit = quota 100000000/1d\n}\n'
+    done
+} >"$d/accounts.conf"
+"$RG_CLI" -c "$d/relayguard.conf" load "$d/accounts.conf" >"$d/load.log" 2>&1 || die "load failed"
+"$RG_POLICYD" -f -c "$d/relayguard.conf" >"$d/policyd.log" 2>&1 &
+PPID_RG=$!; remember "$PPID_RG"
+wait_port "$pport" 20 || die "relayguard-policyd did not start"
+GEN=("$POLICY_LOAD" --accounts "$ACCOUNTS" --login 'bench%u@relay.test'
+     --sender 'news@bench%u.example.com' --rcpt 'user%u@example.net' --rcpt-pool 1000000 -t 10)
+"${GEN[@]}" -c 1 -w 0 -n 200 -q "inet:127.0.0.1:$pport" >/dev/null 2>&1 || true   # accounts loaded
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
+R=(redis-cli -p "$rport")
+
+# run MODE -> one line "MODE rate redis_us detectd_us lag"
+run() {
+    local mode=$1 dpid="" r0 r1 d0=0 d1=0 out res n rate lag=0
+    if [ "$mode" = on ]; then
+        "$RG_DETECTD" -f -c "$d/relayguard.conf" >>"$d/detectd.log" 2>&1 &
+        dpid=$!; remember "$dpid"
+        for _ in $(seq 1 50); do
+            "${R[@]}" XINFO GROUPS rg:events 2>/dev/null | grep -qx detectd && break; sleep 0.1
+        done
+        d0=$(ticks "$dpid")
+    else
+        # off: no detector reads the stream (its group is gone with its backlog)
+        "${R[@]}" XGROUP DESTROY rg:events detectd >/dev/null 2>&1 || true
+    fi
+    r0=$(ticks "$RPID")
+    out=$("${GEN[@]}" -c "$CONNS" -w "$WARMUP" -d "$DURATION" -q "inet:127.0.0.1:$pport" 2>&1) || true
+    r1=$(ticks "$RPID")
+    res=$(printf '%s\n' "$out" | grep '^RESULT' || true)
+    rate=$(field rate "$res"); n=$(( $(field warm "$res") + $(field requests "$res") ))
+    if [ -n "$dpid" ]; then
+        d1=$(ticks "$dpid")
+        lag=$("${R[@]}" XINFO GROUPS rg:events | awk 'p { print; exit } /^lag$/ { p = 1 }')
+        stop_pid "$dpid"
+    fi
+    awk -v m="$mode" -v rate="${rate:-0}" -v n="$n" -v r="$((r1 - r0))" -v dd="$((d1 - d0))" \
+        -v hz="$CLK_TCK" -v lag="${lag:-?}" 'BEGIN {
+        printf "%s %.0f %.1f %.1f %s\n", m, rate, r / hz * 1e6 / (n ? n : 1), dd / hz * 1e6 / (n ? n : 1), lag }'
+}
+
+RESULTS=""
+for i in $(seq 1 "$REPEAT"); do
+    for mode in off on; do
+        line=$(run "$mode")
+        log "run $i: $line   (mode decisions/s redis_us/decision detectd_us/decision lag)"
+        RESULTS="$RESULTS$line"$'\n'
+    done
+done
+median() { printf '%s' "$RESULTS" | awk -v m="$1" -v c="$2" '$1 == m { print $c }' | sort -n |
+    awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+OFF=$(median off 2); ON=$(median on 2)
+REPORT=$(
+    echo "## detection on vs off (bench/run-detect.sh)"
+    echo
+    machine_info
+    echo "- load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- $CONNS connections, $DURATION s per run after $WARMUP s warm-up, $REPEAT runs each, alternating"
+    echo
+    echo "| detection | decisions/s (median) | Redis CPU µs/decision | detectd CPU µs/decision | detectd lag at the end |"
+    echo "| --- | --- | --- | --- | --- |"
+    echo "| off | $OFF | $(median off 3) | - | - |"
+    echo "| on  | $ON | $(median on 3) | $(median on 4) | $(median on 5) entries |"
+    echo
+    awk -v a="$ON" -v b="$OFF" 'BEGIN { printf "ratio on/off: %.3f (target >= 0.9)\n", b > 0 ? a / b : 0 }'
+    echo
+    echo "every run (mode, decisions/s, Redis µs/decision, detectd µs/decision, lag):"
+    printf '%s' "$RESULTS" | sed 's/^/    /'
+)
+printf '%s\n' "$REPORT"
+[ -z "${OUT:-}" ] || printf '%s\n' "$REPORT" >"$OUT"
+exit 0
+}
