@@ -438,6 +438,9 @@ static const struct {
     { "feedback-id", "feedback_id" },
     { "list-unsubscribe", "list_unsubscribe" },
     { "account-header", "account_header" },
+    { "webhook-url", "webhook_url" },
+    { "webhook-events", "webhook_events" },
+    { "webhook-secret", "webhook_secret" },
     { NULL, NULL }
 };
 
@@ -447,6 +450,7 @@ static const optdef account_opts[] = {
     { "no-limits", false }, { "max-size", true }, { "suspend", false }, { "resume", false },
     { "feedback-id", true }, { "list-unsubscribe", true }, { "bulk", false }, { "no-bulk", false },
     { "account-header", true },
+    { "webhook-url", true }, { "webhook-events", true }, { "webhook-secret", true },
     { NULL, false }
 };
 
@@ -1976,6 +1980,7 @@ static void usage(FILE *f)
         "                  [--limit SPEC].. [--no-limits] [--max-size SIZE] [--suspend|--resume]\n"
         "                  [--feedback-id TEXT] [--list-unsubscribe '<URI>, ..'] [--bulk|--no-bulk]\n"
         "                  [--account-header 'NAME [hmac]']   (\"\" clears a text option)\n"
+        "                  [--webhook-url URL] [--webhook-events TYPE,..] [--webhook-secret TEXT]\n"
         "  account show NAME | list | del NAME | resume NAME\n"
         "  limit show|reset ACCOUNT|--global [--limit NAME] [--domain D|--ip A]\n"
         "  suppress add ADDR [--account A] [--reason R] [--expires 30d|DATE] [--note TEXT]\n"

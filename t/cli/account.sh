@@ -97,6 +97,19 @@ is "$(rg_redis hexists rg:acct:alice feedback_id):$(rg_redis hexists rg:acct:ali
 run --json account show alice
 is "$(printf '%s' "$OUT" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["bulk"], "feedback_id" in d)')" \
    "False False" "show --json after clearing: bulk false, no feedback_id"
+# webhook fields (relayguard-webhookd)
+run account set alice --webhook-url https://hooks.example.net/relay --webhook-events 'decision.reject,bounce.*' \
+    --webhook-secret 's3cret-of-alice-0123'
+is "$RC:$OUT" "0:account alice updated" "--webhook-url/--webhook-events/--webhook-secret: exit 0"
+is "$(rg_redis hget rg:acct:alice webhook_url)|$(rg_redis hget rg:acct:alice webhook_events)" \
+   "https://hooks.example.net/relay|decision.reject,bounce.*" "webhook fields stored"
+run account set alice --webhook-url 'ftp://hooks.example.net/x'
+is "$RC" 2 "--webhook-url that is not http(s): exit 2"
+like "$ERR" "webhook" "  the error names the webhook URL"
+is "$(rg_redis hget rg:acct:alice webhook_url)" "https://hooks.example.net/relay" "  and changes nothing"
+run account set alice --webhook-url '' --webhook-events '' --webhook-secret ''
+is "$(rg_redis hexists rg:acct:alice webhook_url):$(rg_redis hexists rg:acct:alice webhook_secret)" "0:0" \
+   "empty webhook options clear the fields"
 run account add hp --domains hp.test --feedback-id 'x:hp' --account-header X-Sender-Account
 is "$RC" 0 "account add with header options: exit 0"
 is "$(rg_redis hget rg:acct:hp feedback_id):$(rg_redis hget rg:acct:hp account_header)" "x:hp:X-Sender-Account" \
