@@ -458,7 +458,7 @@ static int process(const redisReply *list)
         rg_warn("warning: %zu account states kept changing; their events of this batch are "
                 "skipped", todo);
 
-    if (ret == 0 && ne > 0) {
+    if (ret == 0 && ne > 0 && g.cfg->detect.acknowledge) {
         const char **av = rg_calloc(3 + ne, sizeof *av);
         av[0] = "XACK";
         av[1] = RG_KEY_EVENTS;
@@ -499,7 +499,7 @@ static int process(const redisReply *list)
 /* Take over entries a dead detector left pending for longer than claim_idle. */
 static void autoclaim(void)
 {
-    if (mono_ms() < g.next_autoclaim)
+    if (mono_ms() < g.next_autoclaim || !g.cfg->detect.acknowledge)
         return;
     char idle[32], count[16];
     snprintf(idle, sizeof idle, "%" PRIu64, g.cfg->detect.claim_idle_ms);
@@ -531,9 +531,12 @@ static size_t read_batch(void)
     size_t got = 0;
     char count[16];
     snprintf(count, sizeof count, "%u", g.cfg->detect.batch);
+    /* acknowledge = no: NOACK, the entries never enter the pending list */
     const char *av[] = { "XREADGROUP", "GROUP", RG_DETECT_GROUP, g.consumer, "COUNT", count,
-                         "BLOCK", BLOCK_MS, "STREAMS", RG_KEY_EVENTS, ">" };
-    redisReply *r = redisCommandArgv(ctx(), 11, av, NULL);
+                         "BLOCK", BLOCK_MS, "NOACK", "STREAMS", RG_KEY_EVENTS, ">" };
+    if (g.cfg->detect.acknowledge)
+        memmove(&av[8], &av[9], 3 * sizeof av[0]);
+    redisReply *r = redisCommandArgv(ctx(), g.cfg->detect.acknowledge ? 11 : 12, av, NULL);
     if (r == NULL) {
         store_lost(ctx()->errstr);
         return 0;

@@ -325,8 +325,9 @@ rg_config_new_default(void)
     c->detect.refused_ratio = 0.2;
     c->detect.refused_window_ms = 3600 * 1000;
     c->detect.refused_min = 100;
-    c->detect.batch = 500;
+    c->detect.batch = 2000;
     c->detect.claim_idle_ms = 60 * 1000;
+    c->detect.acknowledge = true;
     return c;
 }
 
@@ -1156,6 +1157,15 @@ apply_detect(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         }
         *(k[0] == 'c' ? &d->countries_per_hour : k[0] == 'i' ? &d->ips_per_hour : &d->batch) =
             (unsigned)n;
+    } else if (strcmp(k, "acknowledge") == 0) {
+        if (strcmp(v, "yes") == 0) {
+            d->acknowledge = true;
+        } else if (strcmp(v, "no") == 0) {
+            d->acknowledge = false;
+        } else {
+            rg_seterr(err, errlen, "%s:%d: bad acknowledge '%s' (yes or no)", file, it->line, v);
+            return -1;
+        }
     } else if (strcmp(k, "user") == 0) {
         set_str(&d->user, v);
     } else if (strcmp(k, "pidfile") == 0) {

@@ -89,8 +89,10 @@
  *       refused_ratio      = 0.2      refused recipients / recipients over the window ...
  *       refused_window     = 1h
  *       refused_min        = 100      ... once the window holds this many recipients
- *       batch              = 500      stream entries per read
+ *       batch              = 2000     stream entries per read
  *       claim_idle         = 60s      entries a dead detector left are taken over
+ *       acknowledge        = yes      no: read with NOACK (no pending list, no XACK; a
+ *                                     detector that dies loses the batch in hand)
  *       user               = relayguard
  *       pidfile            = PATH
  *   }
@@ -186,8 +188,9 @@ typedef struct rg_detect_conf {
     double refused_ratio;       /* default 0.2 */
     uint64_t refused_window_ms; /* default 1 h */
     uint64_t refused_min;       /* default 100 */
-    unsigned batch;             /* default 500 */
+    unsigned batch;             /* default 2000 */
     uint64_t claim_idle_ms;     /* default 60 s */
+    bool acknowledge;           /* default yes */
     char *user;
     char *pidfile;
     int line;

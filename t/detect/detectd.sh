@@ -58,6 +58,9 @@ ok $? "relayguard-detectd -t accepts the detect block"
 printf 'detect {\n    action = explode\n}\n' >"$RG_TMP/bad.conf"
 bad=$("$RG_BIN_DETECTD" -t -c "$RG_TMP/bad.conf" 2>&1)
 like "$bad" "bad.conf:2: bad action 'explode'" "a bad detect value is refused with file:line: $bad"
+printf 'detect {\n    floor = 10\n    acknowledge = maybe\n}\n' >"$RG_TMP/bad.conf"
+bad=$("$RG_BIN_DETECTD" -t -c "$RG_TMP/bad.conf" 2>&1)
+like "$bad" "bad.conf:3: bad acknowledge 'maybe' \\(yes or no\\)" "acknowledge is yes or no: $bad"
 
 DETECTD_LOG="$RG_TMP/detectd.log"
 start_detectd() {
@@ -192,8 +195,10 @@ a=$(req bulk@relay.test 192.0.2.20)
 like "$a" '^(OK|DUNNO)' "after resume bulk sends again: '$a'"
 
 # --- every entry is acknowledged; a second detector takes over a dead one's ---------
-until_ok '[ "$(rg_redis XPENDING rg:events detectd | head -1)" = 0 ]'
-ok $? "relayguard-detectd acknowledged every event"
+# lag: entries of the stream the group has not read yet
+group_lag() { rg_redis XINFO GROUPS rg:events | awk 'p { print; exit } /^lag$/ { p = 1 }'; }
+until_ok '[ "$(group_lag)" = 0 ] && [ "$(rg_redis XPENDING rg:events detectd | head -1)" = 0 ]'
+ok $? "relayguard-detectd read and acknowledged every event"
 rg_stop_policyd "$DETECTD_PID"
 ok $? "relayguard-detectd stops on SIGTERM with status 0"
 # Entries read by a consumer that then died: claimed by XREADGROUP, never acked.
@@ -213,6 +218,26 @@ ok $? "and acknowledges them"
 
 rg_stop_policyd "$DETECTD_PID"
 ok $? "relayguard-detectd exits cleanly"
+
+# acknowledge = no: read with NOACK; detections work the same, nothing pends.
+sed 's/^    claim_idle         = 1s$/    claim_idle         = 1s\n    acknowledge        = no/' "$RG_CONF" >"$RG_TMP/noack.conf"
+grep -q 'acknowledge *= no' "$RG_TMP/noack.conf"
+ok $? "a configuration with acknowledge = no"
+RG_CONF_SAVED=$RG_CONF; RG_CONF="$RG_TMP/noack.conf"
+start_detectd
+RG_CONF=$RG_CONF_SAVED
+until_ok '[ "$(group_lag)" = 0 ]'
+rg_redis HSET rg:acct:dave logins dave@relay.test domains example.com suspended no >/dev/null
+rg_redis SADD rg:accts dave >/dev/null
+for cc in 192.0.2.40:US 198.51.100.40:DE 203.0.113.40:BR; do
+    rg_redis XADD rg:events '*' ts "$(rg_now_ms)" node test stage rcpt account dave \
+        login dave@relay.test client "${cc%:*}" country "${cc#*:}" verdict accept reason ok >/dev/null
+done
+until_ok 'redis_is HGET rg:acct:dave suspended yes'
+ok $? "acknowledge = no: three countries suspend dave"
+is "$(rg_redis XPENDING rg:events detectd | head -1)" "0" "acknowledge = no: nothing pends"
+rg_stop_policyd "$DETECTD_PID"
+ok $? "relayguard-detectd (NOACK) exits cleanly"
 rg_log_clean "$DETECTD_LOG"
 ok $? "no sanitizer report in the detectd log"
 rg_log_clean "$POLICYD_LOG"
