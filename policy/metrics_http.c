@@ -5,6 +5,8 @@
  * into every Exim process, and the CLI is run once per bounce.
  */
 #include <microhttpd.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,7 +66,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 rg_metrics_server *rg_metrics_serve(int fd, char *err, size_t errlen)
 {
-    /* A few scrapers at a time, each given 10 s; a thread of MHD's own. */
+    /* A few scrapers at a time, each given 10 s; a thread of MHD's own,
+     * started with every signal blocked: signals are the daemon's business
+     * (relayguard-milter takes SIGTERM with sigwait in a thread of its own,
+     * and a signal delivered to this thread would kill the process). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
     struct MHD_Daemon *d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, NULL,
         MHD_OPTION_LISTEN_SOCKET, fd,
@@ -72,6 +80,7 @@ rg_metrics_server *rg_metrics_serve(int fd, char *err, size_t errlen)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (d == NULL) {
         rg_seterr(err, errlen, "cannot start the metrics endpoint (libmicrohttpd)");
         close(fd);
