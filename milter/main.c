@@ -188,14 +188,11 @@ int main(int argc, char **argv)
         rg_warn("warning: could not set TCP_NODELAY on %s", listen);
     if (metrics_spec) {
         /* bound now, while root; served after the fork (threads do not survive it) */
-        char *mpath = NULL;
-        int minet;
-        if ((metrics_fd = rg_listen_open(metrics_spec, 1, &mpath, &minet, err, sizeof err)) < 0) {
+        if ((metrics_fd = rg_metrics_bind(metrics_spec, err, sizeof err)) < 0) {
             if (!log_stderr)
                 fprintf(stderr, IDENT ": milter.metrics: %s\n", err);
             rg_fatal("milter.metrics: %s", err);
         }
-        free(mpath);
     }
     if (!foreground && rg_daemonize(log_stderr, derr, sizeof derr) < 0)
         rg_fatal("%s", derr);

@@ -53,6 +53,11 @@ typedef struct rg_metrics_server rg_metrics_server;
  * libmicrohttpd's own.  Takes fd.  NULL with a message in err.
  */
 rg_metrics_server *rg_metrics_serve(int fd, char *err, size_t errlen);
+
+/* Bind the endpoint's listening socket, spec in Postfix notation
+ * (inet:HOST:PORT), before the daemon forks and drops root.  The fd, or -1
+ * with a message in err. */
+int rg_metrics_bind(const char *spec, char *err, size_t errlen);
 void rg_metrics_server_stop(rg_metrics_server *s);    /* NULL is fine */
 
 #endif

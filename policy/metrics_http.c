@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -97,4 +98,13 @@ void rg_metrics_server_stop(rg_metrics_server *s)
         return;
     MHD_stop_daemon(s->d);
     free(s);
+}
+
+int rg_metrics_bind(const char *spec, char *err, size_t errlen)
+{
+    char *path = NULL;
+    int is_inet;
+    int fd = rg_listen_open(spec, 1, &path, &is_inet, err, errlen);
+    free(path);
+    return fd;
 }

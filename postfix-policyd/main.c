@@ -160,14 +160,11 @@ int main(int argc, char **argv)
     }
     if (cfg->policyd.metrics) {
         /* bound now, while root; served after the fork (threads do not survive it) */
-        char *mpath = NULL;
-        int minet;
-        if ((metrics_fd = rg_listen_open(cfg->policyd.metrics, 1, &mpath, &minet, err, sizeof err)) < 0) {
+        if ((metrics_fd = rg_metrics_bind(cfg->policyd.metrics, err, sizeof err)) < 0) {
             if (cfg->log != RG_LOG_STDERR)
                 fprintf(stderr, IDENT ": policyd.metrics: %s\n", err);
             rg_fatal("policyd.metrics: %s", err);
         }
-        free(mpath);
     }
     if (!foreground && rg_daemonize(cfg->log == RG_LOG_STDERR, derr, sizeof derr) < 0)
         rg_fatal("%s", derr);
