@@ -72,9 +72,11 @@ rg_start_sink bench
 POLICYD_PORT=0
 results=()
 
-# ONLY="rg-ed rg-rsa": just these runs; PERF=1: perf record the milter (cpu-clock)
+# ONLY="rg-ed rg-rsa": just these runs; PERF=1: perf record the milter (cpu-clock);
+# STRACE=1: count the milter's system calls (strace -c -f; slows it down)
 ONLY=${ONLY:-}
 PERF=${PERF:-0}
+STRACE=${STRACE:-0}
 run() {  # run NAME MILTER-SPEC PID FROM
     local name=$1 spec=$2 pid=$3 from=$4
     if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
@@ -82,6 +84,12 @@ run() {  # run NAME MILTER-SPEC PID FROM
     if [ "$PERF" = 1 ] && [ -n "$pid" ]; then
         perf record -e cpu-clock -g -o "$RG_TMP/perf-$name.data" -p "$pid" >/dev/null 2>&1 &
         perfpid=$!
+    fi
+    local stracepid=
+    if [ "$STRACE" = 1 ] && [ -n "$pid" ]; then
+        strace -c -f -o "$RG_TMP/strace-$name.txt" -p "$pid" 2>/dev/null &
+        stracepid=$!
+        sleep 1
     fi
     local extra=("smtpd_recipient_restrictions =" "smtpd_end_of_data_restrictions =")
     [ -n "$spec" ] && extra+=("smtpd_milters = $spec" "milter_default_action = tempfail" "milter_protocol = 6")
@@ -115,6 +123,10 @@ run() {  # run NAME MILTER-SPEC PID FROM
         perf report -i "$RG_TMP/perf-$name.data" --no-children --sort symbol 2>/dev/null |
             grep -v '^#' | grep -v '^$' | head -40 >"$RG_TMP/perf-$name.txt"
         log "$name: profile in $RG_TMP/perf-$name.txt"
+    fi
+    if [ -n "$stracepid" ]; then
+        kill -INT "$stracepid"; wait "$stracepid" 2>/dev/null
+        log "$name: system calls in $RG_TMP/strace-$name.txt"
     fi
     rg_stop_postfix "$PF_CONF" "$PF_DIR"
     grep -rLq '^DKIM-Signature:' "$SINK_DIR/mail" >/dev/null 2>&1 || true

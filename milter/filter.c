@@ -1,5 +1,5 @@
 /*
- * filter.c - relayguard-milter's libmilter callbacks: translate the MTA's
+ * filter.c - relayguard-milter's milter callbacks (proto.h): translate the MTA's
  * events into rg_engine_check() calls and the verdicts into SMTP replies,
  * then decorate accepted mail: remove inbound copies of relayguard's own
  * headers, add the account's headers (headers.h) and DKIM-sign (dkim.h).
@@ -17,8 +17,8 @@
  * from userid N)" header it adds to such mail, so the unix user is not
  * known here: local submission is the client localhost [127.0.0.1].
  *
- * State: a connection (conn) is the smfi_setpriv data; its current message
- * (msg) lives inside it.  Nothing per message is static: libmilter runs
+ * State: a connection (conn) is the rgm_setpriv data; its current message
+ * (msg) lives inside it.  Nothing per message is static: server.c runs
  * callbacks of different connections on different threads.  Every message
  * ends in msg_end(), whether by end of message, abort, a new MAIL or close.
  */
@@ -140,8 +140,9 @@ static unsigned live_sessions;
 
 void rg_milter_gen_shutdown(void)
 {
-    /* smfi_main returns on SIGTERM while worker threads may still be closing
-     * their sessions: let them finish (at most 5 s) before the engine goes. */
+    /* rgm_server_stop has ended every session; a message still holding the
+     * generation would be a bug, but wait for it (at most 5 s) rather than
+     * pull the engine from under it. */
     for (int i = 0; i < 500 && __atomic_load_n(&live_sessions, __ATOMIC_ACQUIRE) > 0; i++)
         usleep(10000);
     if (__atomic_load_n(&live_sessions, __ATOMIC_ACQUIRE) > 0)
@@ -210,9 +211,9 @@ static void msg_end(conn *c)
     c->m = NULL;
 }
 
-static void copy_macro(SMFICTX *ctx, const char *name, char *dst, size_t len)
+static void copy_macro(rgm_ctx *ctx, const char *name, char *dst, size_t len)
 {
-    const char *v = smfi_getsymval(ctx, (char *)name);
+    const char *v = rgm_getsymval(ctx, name);
     if (v && v[0])
         rg_strlcpy(dst, v, len);
 }
@@ -242,8 +243,10 @@ static rg_verdict decide(msg *m, const rg_request *req)
     return a.v;
 }
 
-/* SMTP reply for a refusal; text without CR/LF, '%' doubled for libmilter. */
-static sfsistat refuse(SMFICTX *ctx, const rg_verdict *v)
+/* SMTP reply for a refusal; text without CR/LF, '%' doubled (the milter
+ * protocol's convention: Sendmail uses the reply as a format string, Postfix
+ * turns "%%" back into "%"). */
+static rgm_status refuse(rgm_ctx *ctx, const rg_verdict *v)
 {
     char code[8], text[RG_TEXT_MAX * 2];
     size_t o = 0;
@@ -265,9 +268,9 @@ static sfsistat refuse(SMFICTX *ctx, const rg_verdict *v)
         c = 550;
     snprintf(code, sizeof code, "%d", c);
     const char *dsn = v->dsn[0] ? v->dsn : (temp ? "4.7.1" : "5.7.1");
-    if (smfi_setreply(ctx, code, (char *)dsn, text) != MI_SUCCESS)
+    if (rgm_setreply(ctx, code, dsn, text) != RGM_SUCCESS)
         rg_warn("cannot set the reply '%s %s %s'", code, dsn, text);
-    return temp ? SMFIS_TEMPFAIL : SMFIS_REJECT;
+    return temp ? RGM_TEMPFAIL : RGM_REJECT;
 }
 
 /* Fill the parts of a request every stage shares. */
@@ -286,9 +289,9 @@ static void base_request(const conn *c, const msg *m, rg_stage stage, rg_request
 /* ------------------------------------------------------------ callbacks */
 
 /*
- * The protocol steps each message costs are most of the milter's CPU
- * (libmilter polls and reads twice per packet, in a thread per
- * connection), so ask the MTA for as few as the checks need:
+ * Every protocol step costs the MTA and the milter a packet, a reply the
+ * MTA waits for costs a round trip, so ask the MTA for as few as the
+ * checks need:
  *  - no HELO, DATA or unknown commands;
  *  - no reply to connect, MAIL, each header, end of headers and each body
  *    chunk (SMFIP_NR_*): only RCPT and end of message answer.  A MAIL that
@@ -300,60 +303,59 @@ static void base_request(const conn *c, const msg *m, rg_stage stage, rg_request
  *    every header: those packets cannot be saved, only kept small.  The
  *    queue id {i} comes with MAIL from Sendmail, from DATA on with Postfix.)
  * The flags granted are kept in the connection's state, which is therefore
- * made at negotiation (libmilter's worker pool runs the callbacks of one
- * connection on any of its threads).
+ * made at negotiation.
  */
 #define RG_NR_FLAGS (SMFIP_NR_CONN | SMFIP_NR_MAIL | SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
 
 /* The connection's state, made by the first callback (negotiation, or
  * connect with an MTA that does not negotiate); freed in cb_close. */
-static conn *conn_of(SMFICTX *ctx)
+static conn *conn_of(rgm_ctx *ctx)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     if (c == NULL) {
         c = rg_calloc(1, sizeof *c);
         __atomic_add_fetch(&live_sessions, 1, __ATOMIC_ACQ_REL);
         c->id = __atomic_add_fetch(&conn_counter, 1, __ATOMIC_RELAXED);
-        smfi_setpriv(ctx, c);
+        rgm_setpriv(ctx, c);
     }
     return c;
 }
 
-static sfsistat cb_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
+static rgm_status cb_negotiate(rgm_ctx *ctx, unsigned long f0, unsigned long f1, unsigned long f2,
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                              unsigned long *pf2, unsigned long *pf3)
 {
-    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_SETSYMLIST);
+    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM | SMFIF_SETSYMLIST);
     *pf1 = f1 & (SMFIP_NOUNKNOWN | SMFIP_NOHELO | SMFIP_NODATA | RG_NR_FLAGS);
     conn_of(ctx)->nr = *pf1 & RG_NR_FLAGS;
     *pf2 = 0;
     *pf3 = 0;
     if (f0 & SMFIF_SETSYMLIST) {
         /* the macros relayguard needs, so the admin does not have to list them */
-        smfi_setsymlist(ctx, SMFIM_CONNECT, "{client_addr} {client_port} {daemon_port}");
-        smfi_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {i}");
-        smfi_setsymlist(ctx, SMFIM_ENVRCPT, "{i}");
-        smfi_setsymlist(ctx, SMFIM_DATA, "{i}");
-        smfi_setsymlist(ctx, SMFIM_EOH, "{i}");
-        smfi_setsymlist(ctx, SMFIM_EOM, "{i}");
+        rgm_setsymlist(ctx, SMFIM_CONNECT, "{client_addr} {client_port} {daemon_port}");
+        rgm_setsymlist(ctx, SMFIM_ENVFROM, "{auth_authen} {i}");
+        rgm_setsymlist(ctx, SMFIM_ENVRCPT, "{i}");
+        rgm_setsymlist(ctx, SMFIM_DATA, "{i}");
+        rgm_setsymlist(ctx, SMFIM_EOH, "{i}");
+        rgm_setsymlist(ctx, SMFIM_EOM, "{i}");
     }
-    return SMFIS_CONTINUE;
+    return RGM_CONTINUE;
 }
 
-/* SMFIS_CONTINUE, or no reply at all where the MTA agreed to that. */
-static sfsistat go_on(const conn *c, unsigned long nr_flag)
+/* RGM_CONTINUE, or no reply at all where the MTA agreed to that. */
+static rgm_status go_on(const conn *c, unsigned long nr_flag)
 {
-    return c && (c->nr & nr_flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+    return c && (c->nr & nr_flag) ? RGM_NOREPLY : RGM_CONTINUE;
 }
 
 /* A step that cannot go on: tempfail, or (no reply allowed) nothing now and
  * a tempfail at the next step that replies, which finds no message state. */
-static sfsistat cannot_go_on(const conn *c, unsigned long nr_flag)
+static rgm_status cannot_go_on(const conn *c, unsigned long nr_flag)
 {
-    return c && (c->nr & nr_flag) ? SMFIS_NOREPLY : SMFIS_TEMPFAIL;
+    return c && (c->nr & nr_flag) ? RGM_NOREPLY : RGM_TEMPFAIL;
 }
 
-static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
+static rgm_status cb_connect(rgm_ctx *ctx, char *hostname, struct sockaddr *sa)
 {
     conn *c = conn_of(ctx);
     if (hostname)
@@ -371,8 +373,8 @@ static sfsistat cb_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *sa)
      * not refuse a recipient ("can't reject recipient in non-smtpd(8)
      * submission": Postfix retries the message forever), so its RCPT
      * refusals are given at end of headers instead. */
-    const char *cport = smfi_getsymval(ctx, (char *)"{client_port}");
-    const char *dport = smfi_getsymval(ctx, (char *)"{daemon_port}");
+    const char *cport = rgm_getsymval(ctx, "{client_port}");
+    const char *dport = rgm_getsymval(ctx, "{daemon_port}");
     c->nonsmtp = (cport && strcmp(cport, "0") == 0) || (dport && strcmp(dport, "0") == 0);
     return go_on(c, SMFIP_NR_CONN);
 }
@@ -400,9 +402,9 @@ static void defer(msg *m, const rg_verdict *v)
     }
 }
 
-static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
+static rgm_status cb_envfrom(rgm_ctx *ctx, char **argv)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     if (c == NULL)
         return cannot_go_on(c, SMFIP_NR_MAIL);
     msg_end(c);                 /* a previous message that never ended */
@@ -426,17 +428,17 @@ static sfsistat cb_envfrom(SMFICTX *ctx, char **argv)
     return go_on(c, SMFIP_NR_MAIL);
 }
 
-static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
+static rgm_status cb_envrcpt(rgm_ctx *ctx, char **argv)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     msg *m = c ? c->m : NULL;
     if (m == NULL)
-        return SMFIS_TEMPFAIL;
+        return RGM_TEMPFAIL;
     if (m->qid[0] == '\0')
         copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
     if (m->ours == 0) {
         m->nrcpt++;             /* not relayguard's mail (dunno at the first RCPT) */
-        return SMFIS_CONTINUE;
+        return RGM_CONTINUE;
     }
     rg_request r;
     base_request(c, m, RG_STAGE_RCPT, &r);
@@ -445,19 +447,19 @@ static sfsistat cb_envrcpt(SMFICTX *ctx, char **argv)
     rg_verdict v = decide(m, &r);
     if ((v.action == RG_REJECT || v.action == RG_TEMPFAIL) && c->nonsmtp) {
         defer(m, &v);           /* given at end of message; Postfix bounces it */
-        return SMFIS_CONTINUE;
+        return RGM_CONTINUE;
     }
     if (v.action == RG_REJECT || v.action == RG_TEMPFAIL)
         return refuse(ctx, &v);
     m->ours = v.action == RG_ACCEPT;
     rg_strlcpy(m->account, v.account, sizeof m->account);
     m->nrcpt++;
-    return SMFIS_CONTINUE;
+    return RGM_CONTINUE;
 }
 
-static sfsistat cb_header(SMFICTX *ctx, char *name, char *value)
+static rgm_status cb_header(rgm_ctx *ctx, char *name, char *value)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     msg *m = c ? c->m : NULL;
     if (m == NULL)
         return cannot_go_on(c, SMFIP_NR_HDR);
@@ -530,9 +532,9 @@ static void plan_with_account(void *arg, const rg_account *a)
  * verdict is given at end of message (SMFIP_NR_EOH: the MTA does not wait
  * here; the client sees the reply to DATA at the end either way).
  */
-static sfsistat cb_eoh(SMFICTX *ctx)
+static rgm_status cb_eoh(rgm_ctx *ctx)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     msg *m = c ? c->m : NULL;
     if (m == NULL)
         return cannot_go_on(c, SMFIP_NR_EOH);
@@ -566,9 +568,9 @@ static sfsistat cb_eoh(SMFICTX *ctx)
     return go_on(c, SMFIP_NR_EOH);
 }
 
-static sfsistat cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
+static rgm_status cb_body(rgm_ctx *ctx, unsigned char *buf, size_t len)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     msg *m = c ? c->m : NULL;
     if (m == NULL)
         return cannot_go_on(c, SMFIP_NR_BODY);
@@ -581,7 +583,7 @@ static sfsistat cb_body(SMFICTX *ctx, unsigned char *buf, size_t len)
 
 /* Remove inbound copies of relayguard's own headers (from the bottom, so
  * the indexes of the ones still to go do not move). */
-static int strip_own_headers(SMFICTX *ctx, msg *m, char *keep)
+static int strip_own_headers(rgm_ctx *ctx, msg *m, char *keep)
 {
     for (size_t i = m->nhdrs; i-- > 0;) {
         keep[i] = 1;
@@ -591,20 +593,20 @@ static int strip_own_headers(SMFICTX *ctx, msg *m, char *keep)
         for (size_t j = 0; j <= i; j++)
             if (strcasecmp(m->hdrs[j].name, m->hdrs[i].name) == 0)
                 idx++;
-        if (smfi_chgheader(ctx, m->hdrs[i].name, idx, NULL) != MI_SUCCESS)
+        if (rgm_chgheader(ctx, m->hdrs[i].name, idx, NULL) != RGM_SUCCESS)
             return -1;
         keep[i] = 0;
     }
     return 0;
 }
 
-static sfsistat cb_eom(SMFICTX *ctx)
+static rgm_status cb_eom(rgm_ctx *ctx)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     msg *m = c ? c->m : NULL;
-    sfsistat rc = SMFIS_CONTINUE;
+    rgm_status rc = RGM_CONTINUE;
     if (m == NULL)
-        return SMFIS_TEMPFAIL;
+        return RGM_TEMPFAIL;
     copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
     char *keep = rg_calloc(m->nhdrs + 1, 1);
     if (m->deferred) {
@@ -615,7 +617,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
     if (m->ours != 1) {
         /* not relayguard's mail: only make sure nobody forges our headers */
         if (strip_own_headers(ctx, m, keep) < 0)
-            rc = SMFIS_TEMPFAIL;
+            rc = RGM_TEMPFAIL;
         goto done;
     }
     rg_request r;
@@ -631,7 +633,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
         goto failed;
     /* the account's headers at the top, in order */
     for (int i = m->nadded; i-- > 0;)
-        if (smfi_insheader(ctx, 0, m->added[i].name, m->added[i].value) != MI_SUCCESS)
+        if (rgm_insheader(ctx, 0, m->added[i].name, m->added[i].value) != RGM_SUCCESS)
             goto failed;
     if (m->signer) {
         size_t n = 0;
@@ -650,7 +652,7 @@ static sfsistat cb_eom(SMFICTX *ctx)
         }
         int bad = 0;
         for (int i = ns; i-- > 0;) {
-            if (!bad && smfi_insheader(ctx, 0, "DKIM-Signature", sig[i]) != MI_SUCCESS)
+            if (!bad && rgm_insheader(ctx, 0, "DKIM-Signature", sig[i]) != RGM_SUCCESS)
                 bad = 1;
             free(sig[i]);
         }
@@ -662,49 +664,48 @@ static sfsistat cb_eom(SMFICTX *ctx)
     goto done;
 failed:
     /* never accept a message half decorated: the client tries again */
-    smfi_setreply(ctx, "451", "4.3.0", "relayguard: cannot sign the message, try again later");
-    rc = SMFIS_TEMPFAIL;
+    rgm_setreply(ctx, "451", "4.3.0", "relayguard: cannot sign the message, try again later");
+    rc = RGM_TEMPFAIL;
 done:
     free(keep);
     msg_end(c);
     return rc;
 }
 
-static sfsistat cb_abort(SMFICTX *ctx)
+static rgm_status cb_abort(rgm_ctx *ctx)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     if (c)
         msg_end(c);
-    return SMFIS_CONTINUE;
+    return RGM_CONTINUE;
 }
 
-static sfsistat cb_close(SMFICTX *ctx)
+static rgm_status cb_close(rgm_ctx *ctx)
 {
-    conn *c = smfi_getpriv(ctx);
+    conn *c = rgm_getpriv(ctx);
     if (c) {
         msg_end(c);
         free(c);
-        smfi_setpriv(ctx, NULL);
+        rgm_setpriv(ctx, NULL);
         __atomic_sub_fetch(&live_sessions, 1, __ATOMIC_ACQ_REL);
     }
-    return SMFIS_CONTINUE;
+    return RGM_CONTINUE;
 }
 
-struct smfiDesc rg_milter_desc = {
-    .xxfi_name = "relayguard",
-    .xxfi_version = SMFI_VERSION,
-    .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS,
-    .xxfi_connect = cb_connect,
-    .xxfi_helo = NULL,
-    .xxfi_envfrom = cb_envfrom,
-    .xxfi_envrcpt = cb_envrcpt,
-    .xxfi_header = cb_header,
-    .xxfi_eoh = cb_eoh,
-    .xxfi_body = cb_body,
-    .xxfi_eom = cb_eom,
-    .xxfi_abort = cb_abort,
-    .xxfi_close = cb_close,
-    .xxfi_unknown = NULL,
-    .xxfi_data = NULL,
-    .xxfi_negotiate = cb_negotiate,
+const rgm_desc rg_milter_desc = {
+    .name = "relayguard",
+    .flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM,
+    .connect = cb_connect,
+    .helo = NULL,
+    .envfrom = cb_envfrom,
+    .envrcpt = cb_envrcpt,
+    .header = cb_header,
+    .eoh = cb_eoh,
+    .body = cb_body,
+    .eom = cb_eom,
+    .abort = cb_abort,
+    .close = cb_close,
+    .unknown = NULL,
+    .data = NULL,
+    .negotiate = cb_negotiate,
 };

@@ -10,12 +10,12 @@
 #ifndef RG_MILTER_FILTER_H
 #define RG_MILTER_FILTER_H
 
-#include <libmilter/mfapi.h>
+#include "proto.h"
 
 #include "config.h"
 
-/* The filter description for smfi_register. */
-extern struct smfiDesc rg_milter_desc;
+/* The filter: callbacks for proto.c. */
+extern const rgm_desc rg_milter_desc;
 
 /* Build a generation from cfg (taking it) and make it current.
  * 0, or -1 with err (cfg freed, the current generation stays). */

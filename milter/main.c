@@ -1,14 +1,15 @@
 /*
  * relayguard-milter - every relayguard check, the header policy and DKIM
- * signing in one libmilter filter, for Postfix and Sendmail.
+ * signing in one milter, for Postfix and Sendmail.
  *
- * Opens the milter socket (TCP tuned for inet:, see tcp.c), daemonizes, drops
- * to milter.user and hands over to smfi_main().  SIGHUP reloads the
- * configuration, the DKIM keys and the accounts; SIGTERM stops.  See
- * relayguard-milter(8).
+ * Opens the milter socket, daemonizes, drops to milter.user and starts the
+ * workers (server.c; the protocol is proto.c).  The main thread then only
+ * waits for signals: SIGHUP reloads the configuration, the DKIM keys and
+ * the accounts; SIGTERM and SIGINT stop.  See relayguard-milter(8).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -19,14 +20,12 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <libmilter/mfapi.h>
-
 #include "config.h"
 #include "filter.h"
 #include "daemon.h"
 #include "metrics.h"
 #include "log.h"
-#include "tcp.h"
+#include "server.h"
 #include "util.h"
 
 #define IDENT "relayguard-milter"
@@ -64,15 +63,7 @@ static rg_config *load_config(char *err, size_t errlen)
     return cfg;
 }
 
-/*
- * SIGHUP.  libmilter's own signal thread sigwait()s for SIGHUP, SIGTERM and
- * SIGINT and stops the filter on any of them; a second sigwait thread of
- * ours would race it for each signal.  So relayguard-milter provides
- * sigwait() itself (the executable's definition takes precedence over
- * libc's for libmilter too): SIGHUP reloads right there, in libmilter's
- * signal thread, and is never seen by libmilter; every other signal is
- * returned to it as before.
- */
+/* SIGHUP: a new generation; the old one goes when its last message ends. */
 static void reload(void)
 {
     char err[1024];
@@ -91,31 +82,12 @@ static void reload(void)
     rg_info("reload: %s read, keys and accounts loaded", g.config_path);
 }
 
-int sigwait(const sigset_t *set, int *sig)
-{
-    for (;;) {
-        int s = sigwaitinfo(set, NULL);
-        if (s < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno;
-        }
-        if (s == SIGHUP && g.config_path) {
-            reload();
-            continue;
-        }
-        *sig = s;
-        return 0;
-    }
-}
-
 int main(int argc, char **argv)
 {
     const char *config_path = RG_DEFAULT_CONFIG;
     int foreground = 0, check_only = 0, opt;
     char err[1024], abs_path[PATH_MAX];
 
-    rg_milter_tcp_init();
     while ((opt = getopt(argc, argv, "c:fdl:tVh")) != -1) {
         switch (opt) {
         case 'c': config_path = optarg; break;
@@ -145,7 +117,8 @@ int main(int argc, char **argv)
     char *listen = rg_strdup(cfg->milter.listen);
     char *user = cfg->milter.user ? rg_strdup(cfg->milter.user) : NULL;
     char *pidfile = cfg->milter.pidfile ? rg_strdup(cfg->milter.pidfile) : NULL;
-    int timeout_s = (int)(cfg->milter.timeout_ms / 1000);
+    unsigned timeout_ms = cfg->milter.timeout_ms;
+    int nworkers = (int)cfg->milter.store_connections;
     int log_stderr = cfg->log == RG_LOG_STDERR;
     char *metrics_spec = cfg->milter.metrics ? rg_strdup(cfg->milter.metrics) : NULL;
     int metrics_fd = -1;
@@ -174,18 +147,14 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    if (smfi_setconn(listen) != MI_SUCCESS || smfi_settimeout(timeout_s) != MI_SUCCESS ||
-        smfi_register(rg_milter_desc) != MI_SUCCESS)
-        rg_fatal("cannot set up libmilter for %s", listen);
     if (strncmp(listen, "unix:", 5) == 0 || strncmp(listen, "local:", 6) == 0)
         unlink(strchr(listen, ':') + 1);        /* a stale socket of a previous run */
-    if (smfi_opensocket(true) != MI_SUCCESS) {
+    int listen_fd = rgm_listen(listen, err, sizeof err);
+    if (listen_fd < 0) {
         if (!log_stderr)
-            fprintf(stderr, IDENT ": cannot listen on %s\n", listen);
-        rg_fatal("cannot listen on %s", listen);
+            fprintf(stderr, IDENT ": cannot listen on %s\n", err);
+        rg_fatal("cannot listen on %s", err);
     }
-    if (strncmp(listen, "inet", 4) == 0 && rg_milter_tcp_tune_listener() == 0)
-        rg_warn("warning: could not set TCP_NODELAY on %s", listen);
     if (metrics_spec) {
         /* bound now, while root; served after the fork (threads do not survive it) */
         if ((metrics_fd = rg_metrics_bind(metrics_spec, err, sizeof err)) < 0) {
@@ -206,8 +175,27 @@ int main(int argc, char **argv)
             rg_fatal("milter.metrics: %s", err);
         rg_info("metrics on %s", metrics_spec);
     }
-    rg_info("listening on %s (pid %ld)", listen, (long)getpid());
-    int rc = smfi_main();
+    /* signals are taken here, by sigwait: the workers block them all */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    if (rgm_server_start(&rg_milter_desc, listen_fd, nworkers, timeout_ms, err, sizeof err) < 0)
+        rg_fatal("cannot start the workers: %s", err);
+    rg_info("listening on %s (pid %ld, %d workers)", listen, (long)getpid(), nworkers);
+    for (;;) {
+        int sig = sigwaitinfo(&sigs, NULL);
+        if (sig < 0 && errno == EINTR)
+            continue;
+        if (sig == SIGHUP) {
+            reload();
+            continue;
+        }
+        break;
+    }
+    rgm_server_stop();          /* every session ends: abort and close run */
     rg_metrics_server_stop(metrics);
     rg_info("stopped");
     rg_milter_gen_shutdown();
@@ -218,5 +206,5 @@ int main(int argc, char **argv)
     free(pidfile);
     free(metrics_spec);
     free(g.config_path);
-    return rc == MI_SUCCESS ? 0 : 1;
+    return 0;
 }
