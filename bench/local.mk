@@ -31,6 +31,11 @@ if BUILD_MILTER
 noinst_PROGRAMS += bench/null-milter
 bench_null_milter_SOURCES = bench/null-milter.c
 bench_null_milter_LDADD = $(MILTER_LIBS)
+# the same filter on relayguard's own protocol code (milter/proto.c, server.c)
+noinst_PROGRAMS += bench/null-proto
+bench_null_proto_SOURCES = bench/null-proto.c milter/proto.c milter/server.c
+bench_null_proto_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/milter -pthread
+bench_null_proto_LDADD = policy/librgpolicy.la -lpthread
 endif
 # compromised-account detection on vs off (issue 5)
 EXTRA_DIST += bench/run-detect.sh

@@ -8,6 +8,8 @@
 #   rg-rsa-unix  rg-rsa on a unix socket
 #   null-unix    bench/null-milter.c (libmilter doing nothing, negotiating what
 #             relayguard-milter negotiates) on a unix socket: libmilter's floor
+#   null-proto-unix  bench/null-proto.c, the same on relayguard's own protocol
+#             code (milter/proto.c, server.c): relayguard-milter's floor
 # Prints messages/s, milter CPU seconds per 10,000 messages, RSS, and the
 # ratios against OpenDKIM.  Run as root on an otherwise idle machine:
 #   bench/run-milter.sh [MESSAGES] [SESSIONS]      (default 20000, 20)
@@ -32,7 +34,10 @@ HZ=$(getconf CLK_TCK)
 
 rg_start_redis
 RG_CONF="$RG_TMP/rg.conf"
-RG_MILTER_LOG_LEVEL=warning rg_milter_conf "$RG_CONF" </dev/null
+# STORE_CONNECTIONS=N: milter.store_connections (also its number of worker
+# threads); NULL_WORKERS=N: null-proto's worker threads (default 8)
+{ [ -z "${STORE_CONNECTIONS:-}" ] || printf 'milter {\n    store_connections = %s\n}\n' "$STORE_CONNECTIONS"; } |
+    RG_MILTER_LOG_LEVEL=warning rg_milter_conf "$RG_CONF"
 # signing domain bench.test, one key per algorithm
 k="$RG_TMP/keys"
 sed -i "s|^dkim {|dkim {\n    key = rsa.bench.test rsa1 $k/rsa.pem\n    key = ed.bench.test ed1 $k/ed.pem|" "$RG_CONF"
@@ -163,6 +168,22 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" null-unix "* ]]; then
         rg_stop_pid "$NULLPID"
     else
         log "null-unix: $NULL_MILTER not built"
+    fi
+fi
+
+# relayguard's own protocol code doing nothing (milter/proto.c, server.c)
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" null-proto-unix "* ]]; then
+    NULL_PROTO="$top_builddir/bench/null-proto"
+    if [ -x "$NULL_PROTO" ]; then
+        "$NULL_PROTO" "unix:$RG_TMP/nullp.sock" "${NULL_WORKERS:-8}" >"$RG_TMP/nullp.log" 2>&1 &
+        NULLPID=$!
+        rg_on_exit "rg_stop_pid $NULLPID"
+        rg_wait_for 10 test -S "$RG_TMP/nullp.sock"
+        chmod 666 "$RG_TMP/nullp.sock"
+        run null-proto-unix "unix:$RG_TMP/nullp.sock" "$NULLPID" a@rsa.bench.test
+        rg_stop_pid "$NULLPID"
+    else
+        log "null-proto-unix: $NULL_PROTO not built"
     fi
 fi
 

@@ -26,6 +26,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -355,6 +356,20 @@ static void step_reply(rgm_ctx *c, rgm_status st, unsigned long nr_flag)
 
 /* ------------------------------------------------------------- packets */
 
+/* The peer's address for a log line (looked up only then). */
+static void peer_name(rgm_ctx *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    char host[NI_MAXHOST], port[NI_MAXSERV];
+    if (c->fd < 0 || getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) ||
+        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
+                    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+        return;
+    snprintf(c->peer, sizeof c->peer, "%.64s:%.8s", host, port);
+}
+
 /* The connection is done for: log in the MTA's style, then close. */
 static rgm_io bad(rgm_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static rgm_io bad(rgm_ctx *c, const char *fmt, ...)
@@ -364,6 +379,7 @@ static rgm_io bad(rgm_ctx *c, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
+    peer_name(c);
     rg_warn("warning: milter %s: %s; closing the connection", c->peer, why);
     return RGM_IO_ERROR;
 }

@@ -158,9 +158,8 @@ int rgm_listen(const char *spec, char *err, size_t errlen)
 static void conn_close(conn *c)
 {
     worker *w = c->w;
-    epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
     rgm_ctx_free(c->ctx);       /* abort and close callbacks */
-    close(c->fd);
+    close(c->fd);               /* leaves the epoll set too (never dup'ed) */
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -245,23 +244,12 @@ static void conn_readable(conn *c)
     }
 }
 
-static void peer_name(int fd, char *out, size_t len)
+/* One connection per wake-up: the listening socket is level-triggered, so
+ * a second waiting connection wakes a worker again (and trying for it here
+ * would cost a failed accept per connection). */
+static void accept_one(worker *w)
 {
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    char host[NI_MAXHOST], port[NI_MAXSERV];
-    if (!srv.tcp || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0 ||
-        getnameinfo((struct sockaddr *)&ss, sl, host, sizeof host, port, sizeof port,
-                    NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-        rg_strlcpy(out, srv.tcp ? "inet" : "unix", len);
-        return;
-    }
-    snprintf(out, len, "%.64s:%.8s", host, port);
-}
-
-static void accept_some(worker *w)
-{
-    for (int i = 0; i < 16; i++) {
+    for (int i = 0; i < 1; i++) {
         int fd = accept4(srv.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ||
@@ -272,14 +260,12 @@ static void accept_some(worker *w)
                 usleep(100000);         /* let connections end */
             return;
         }
-        char peer[80];
-        peer_name(fd, peer, sizeof peer);
         conn *c = rg_calloc(1, sizeof *c);
         c->fd = fd;
         c->tcp = srv.tcp;
         c->w = w;
         c->last = now_s();
-        c->ctx = rgm_ctx_new(srv.desc, fd, peer);
+        c->ctx = rgm_ctx_new(srv.desc, fd, srv.tcp ? "inet" : "unix");
         struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
         if (epoll_ctl(w->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
             rg_warn("warning: epoll_ctl: %s", strerror(errno));
@@ -323,7 +309,7 @@ static void *worker_main(void *arg)
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &listen_tag)
-                accept_some(w);
+                accept_one(w);
             else if (p == &stop_tag)
                 stop = 1;
             else {
