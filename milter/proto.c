@@ -522,15 +522,17 @@ static rgm_io do_optneg(rgm_ctx *c, const unsigned char *data, size_t size)
 
 static rgm_io do_connect(rgm_ctx *c, char *data, size_t size)
 {
+    /* host NUL family [port(2) address NUL]: no address for family 'U' */
     char *host = data;
-    size_t hl = strlen(host) + 1;
-    if (hl >= size)
+    char *nul = memchr(data, '\0', size);
+    size_t hl = nul ? (size_t)(nul - data) + 1 : size;
+    if (nul == NULL || hl >= size)
         return bad(c, "%s packet of %lu bytes", "connect", size);
     char family = data[hl];
     struct sockaddr *sa = NULL;
     memset(&c->sa, 0, sizeof c->sa);
     if (family != SMFIA_UNKNOWN) {
-        if (size < hl + 1 + 2 + 1)
+        if (size < hl + 1 + 2 + 1 || data[size - 1] != '\0')
             return bad(c, "%s packet of %lu bytes", "connect", size);
         uint16_t port;
         memcpy(&port, data + hl + 1, 2);
@@ -592,7 +594,6 @@ static rgm_io packet(rgm_ctx *c, char cmd, char *data, size_t size)
 
     /* commands whose data is one or more strings end with a NUL */
     switch (cmd) {
-    case SMFIC_CONNECT:
     case SMFIC_HELO:
     case SMFIC_MAIL:
     case SMFIC_RCPT:
@@ -600,7 +601,7 @@ static rgm_io packet(rgm_ctx *c, char cmd, char *data, size_t size)
     case SMFIC_UNKNOWN:
         if (size == 0 || data[size - 1] != '\0')
             return bad(c, "%s packet without its final NUL (%lu bytes)",
-                       cmd == SMFIC_CONNECT ? "connect" : cmd == SMFIC_HELO ? "HELO"
+                       cmd == SMFIC_HELO ? "HELO"
                        : cmd == SMFIC_MAIL ? "MAIL" : cmd == SMFIC_RCPT ? "RCPT"
                        : cmd == SMFIC_HEADER ? "header" : "unknown-command", size);
         break;

@@ -5,6 +5,12 @@ if BUILD_MILTER
 check_PROGRAMS += t/milter/dkim_sign
 t_milter_dkim_sign_SOURCES = t/milter/dkim_sign.c
 t_milter_dkim_sign_LDADD = policy/librgpolicy.la
+# the milter protocol codec (cmocka)
+check_PROGRAMS += t/milter/test_proto
+t_milter_test_proto_SOURCES = t/milter/test_proto.c milter/proto.c
+t_milter_test_proto_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) -I$(top_srcdir)/milter -I$(top_srcdir)/t/unit
+t_milter_test_proto_LDADD = policy/librgpolicy.la $(CMOCKA_LIBS)
+TESTS += t/milter/test_proto
 TESTS += t/milter/dkim.sh t/milter/callbacks.sh t/milter/postfix.sh t/milter/kill.sh \
 	t/milter/sendmail.sh t/milter/local.sh
 endif
