@@ -12,9 +12,9 @@ t_milter_test_proto_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) -I$(top_srcdir)/milte
 t_milter_test_proto_LDADD = policy/librgpolicy.la $(CMOCKA_LIBS)
 TESTS += t/milter/test_proto
 TESTS += t/milter/dkim.sh t/milter/callbacks.sh t/milter/postfix.sh t/milter/kill.sh \
-	t/milter/sendmail.sh t/milter/local.sh
+	t/milter/sendmail.sh t/milter/local.sh t/milter/wire.sh
 endif
-EXTRA_DIST += t/milter/common.sh t/milter/dkimverify.py t/milter/dkim.sh t/milter/callbacks.sh \
+EXTRA_DIST += t/milter/common.sh t/milter/dkimverify.py t/milter/wire.sh t/milter/wire.py t/milter/dkim.sh t/milter/callbacks.sh \
 	t/milter/postfix.sh t/milter/kill.sh t/milter/sendmail.sh t/milter/local.sh \
 	t/milter/lua/lib.lua t/milter/lua/accept.lua t/milter/lua/refusals.lua \
 	t/milter/lua/notours.lua t/milter/lua/malformed.lua t/milter/lua/nonsmtp.lua
