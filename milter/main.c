@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -182,6 +183,12 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    /* glibc gives each thread that allocates its own arena (up to 8 per
+     * core), and each keeps what its messages freed: one arena per core is
+     * enough for the workers and keeps RSS down (200 sessions: 16 MiB
+     * instead of 24, bench/run-milter.sh) */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    mallopt(M_ARENA_MAX, ncpu > 2 ? (int)ncpu : 2);
     if (rgm_server_start(&rg_milter_desc, listen_fd, nworkers, timeout_ms, err, sizeof err) < 0)
         rg_fatal("cannot start the workers: %s", err);
     rg_info("listening on %s (pid %ld, %d workers)", listen, (long)getpid(), nworkers);
