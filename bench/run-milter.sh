@@ -10,6 +10,7 @@
 #             relayguard-milter negotiates) on a unix socket: libmilter's floor
 #   null-proto-unix  bench/null-proto.c, the same on relayguard's own protocol
 #             code (milter/proto.c, server.c): relayguard-milter's floor
+#   null-proto-inet  the same on an inet: socket
 # Prints messages/s, milter CPU seconds per 10,000 messages, RSS, and the
 # ratios against OpenDKIM.  Run as root on an otherwise idle machine:
 #   bench/run-milter.sh [MESSAGES] [SESSIONS]      (default 20000, 20)
@@ -172,7 +173,7 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" null-unix "* ]]; then
 fi
 
 # relayguard's own protocol code doing nothing (milter/proto.c, server.c)
-if [ -z "$ONLY" ] || [[ " $ONLY " == *" null-proto-unix "* ]]; then
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" null-proto-"* ]]; then
     NULL_PROTO="$top_builddir/bench/null-proto"
     if [ -x "$NULL_PROTO" ]; then
         "$NULL_PROTO" "unix:$RG_TMP/nullp.sock" "${NULL_WORKERS:-8}" >"$RG_TMP/nullp.log" 2>&1 &
@@ -180,8 +181,18 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" null-proto-unix "* ]]; then
         rg_on_exit "rg_stop_pid $NULLPID"
         rg_wait_for 10 test -S "$RG_TMP/nullp.sock"
         chmod 666 "$RG_TMP/nullp.sock"
-        run null-proto-unix "unix:$RG_TMP/nullp.sock" "$NULLPID" a@rsa.bench.test
+        [ -z "$ONLY" ] || [[ " $ONLY " == *" null-proto-unix "* ]] &&
+            run null-proto-unix "unix:$RG_TMP/nullp.sock" "$NULLPID" a@rsa.bench.test
         rg_stop_pid "$NULLPID"
+        if [ -z "$ONLY" ] || [[ " $ONLY " == *" null-proto-inet "* ]]; then
+            nport=$(rg_free_port)
+            "$NULL_PROTO" "inet:$nport@127.0.0.1" "${NULL_WORKERS:-8}" >>"$RG_TMP/nullp.log" 2>&1 &
+            NULLPID=$!
+            rg_on_exit "rg_stop_pid $NULLPID"
+            rg_wait_port "$nport" 10
+            run null-proto-inet "inet:127.0.0.1:$nport" "$NULLPID" a@rsa.bench.test
+            rg_stop_pid "$NULLPID"
+        fi
     else
         log "null-proto-unix: $NULL_PROTO not built"
     fi

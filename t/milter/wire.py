@@ -149,6 +149,17 @@ def main():
         two = session(s, steps, args[0], args[2])
         s.sendall(pkt(b"Q"))
         print("session1 " + one + " session2 " + two)
+    elif case == "idle":
+        # connected and negotiated, then silent: the milter's timeout closes it
+        s.settimeout(int(args[0]))
+        print(closed(s))
+    elif case == "hold":
+        # in the middle of a message until the milter goes away
+        s.sendall(pkt(b"C", z("localhost") + b"4" + struct.pack("!H", 1) + z("127.0.0.1")))
+        s.sendall(pkt(b"M", z(args[0])))
+        s.settimeout(60)
+        print("held", flush=True)
+        print(closed(s))
     elif case == "zero-length":
         s.sendall(b"\0\0\0\0")
         print(closed(s))

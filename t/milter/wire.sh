@@ -4,7 +4,8 @@
 # above the limit, an unknown command, a truncated packet, a string
 # without its NUL - is logged and closes that connection only; the milter
 # keeps serving; QUIT_NC reuses a connection for a second session; 200
-# connections at once are all served.
+# connections at once are all served; an idle connection times out; SIGTERM
+# with a message in flight ends its session and exits cleanly.
 . "$top_srcdir/t/lib.sh"
 . "$top_srcdir/t/milter/common.sh"
 rg_require openssl
@@ -12,7 +13,11 @@ rg_require_built "$RG_BIN_MILTER" "$RG_BIN_CLI"
 rg_tmpdir
 rg_start_redis
 RG_CONF="$RG_TMP/rg.conf"
-rg_milter_conf "$RG_CONF" </dev/null
+rg_milter_conf "$RG_CONF" <<'EOF'
+milter {
+    timeout = 2s
+}
+EOF
 printf 'account local {\n    client_networks = 127.0.0.0/8\n    domains = example.com\n}\n' >"$RG_TMP/accounts.conf"
 rg_cli load "$RG_TMP/accounts.conf" >/dev/null || { echo "Bail out! relayguard load failed"; exit 1; }
 rg_cli suppress add gone@example.net --reason manual >/dev/null
@@ -55,8 +60,19 @@ is "$(W many 200 '<a@example.com>' '<ok@example.net>')" "200 answered" \
 rss=$(awk '/^VmHWM/ { print $2 }' "/proc/$MILTER_PID/status")
 diag "peak RSS with 200 connections: $((rss / 1024)) MiB"
 
+# an idle connection is closed after milter.timeout (2 s here)
+is "$(W idle 30)" "closed" "an idle connection is closed by the milter"
+grep -q 'warning: milter connection idle for 2 s: closing it' "$MILTER_LOG"
+ok $? "the idle connection is logged"
+
+# SIGTERM with a message in flight: the session is aborted and closed, exit 0
+W hold '<a@example.com>' >"$RG_TMP/hold.out" 2>&1 &
+HOLD=$!
+rg_wait_for 10 grep -q held "$RG_TMP/hold.out"
 rg_stop_milter
-ok $? "SIGTERM: clean exit"
+ok $? "SIGTERM with a message in flight: clean exit"
+wait "$HOLD"
+is "$(tail -1 "$RG_TMP/hold.out")" "closed" "the MTA's connection is closed at SIGTERM"
 ! grep -q 'AddressSanitizer\|runtime error' "$MILTER_LOG"
 ok $? "no sanitizer reports in the milter log"
 done_testing
