@@ -28,7 +28,7 @@
  *       pidfile           = PATH
  *       store_connections = 8            Redis connections shared by the milter threads
  *       header_secret     = TEXT         key of "account_header = NAME hmac" (account.h)
- *       timeout           = 300s         MTA connection timeout (smfi_settimeout)
+ *       timeout           = 300s         an MTA connection idle this long is closed
  *       metrics           = inet:127.0.0.1:9188   Prometheus endpoint; none by default
  *   }
  *
