@@ -3,7 +3,7 @@
  * that shows it.
  *
  * One set of counters per process, safe from any thread (the milter calls
- * from libmilter's threads, the endpoint reads from its own).  The engine
+ * from its worker threads, the endpoint reads from its own).  The engine
  * counts every verdict it hands out (rg_metrics_decision, from one place:
  * engine.c finish), the Redis store its errors and reconnects, the DKIM
  * signer its signatures.  Counting costs a mutex and a few adds; a process
