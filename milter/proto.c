@@ -65,6 +65,9 @@ struct rgm_ctx {
     void *priv;
     unsigned long actions;      /* agreed SMFIF_* */
     unsigned long proto;        /* agreed SMFIP_* */
+    unsigned long mta_actions;  /* what the MTA offered at negotiation */
+    unsigned long mta_proto;
+    int negotiated;
     int started;                /* a session exists: close callback owed */
     int in_msg;                 /* MAIL seen, no end of message or abort yet */
     int in_negotiate;
@@ -506,6 +509,9 @@ static rgm_io do_optneg(rgm_ctx *c, const unsigned char *data, size_t size)
     }
     c->actions = pf0;
     c->proto = pf1;
+    c->mta_actions = f0;
+    c->mta_proto = f1;
+    c->negotiated = 1;
     size_t at = out_begin(c, SMFIC_OPTNEG);
     out_u32(c, version < SMFI_PROT_VERSION ? (uint32_t)version : SMFI_PROT_VERSION);
     out_u32(c, (uint32_t)pf0);
@@ -676,8 +682,21 @@ static rgm_io packet(rgm_ctx *c, char cmd, char *data, size_t size)
         session_end(c);
         return RGM_IO_QUIT;
     case SMFIC_QUIT_NC:
-        /* the MTA keeps the connection for a new SMTP session */
+        /* The MTA keeps the connection for a new SMTP session, with the
+         * options agreed: the filter is told them again (its negotiate
+         * callback runs, its answer is not sent), so the new session starts
+         * from the state a negotiation leaves, as the first one did. */
         session_end(c);
+        if (c->negotiated && d->negotiate) {
+            unsigned long pf0 = 0, pf1 = 0, pf2 = 0, pf3 = 0;
+            c->in_negotiate = 1;
+            unsigned long agreed = c->actions;
+            c->actions = c->mta_actions;
+            (void)d->negotiate(c, c->mta_actions, c->mta_proto, 0, 0, &pf0, &pf1, &pf2, &pf3);
+            c->actions = agreed;
+            c->in_negotiate = 0;
+            c->started = 1;
+        }
         return RGM_IO_MORE;
     default:
         return bad(c, "%s 0x%02lx", "unknown command", (unsigned long)(unsigned char)cmd);

@@ -385,15 +385,18 @@ static const tcase cases[] = {
         PK('C', "local\0" "L\0\0" "/run/x.sock\0"), PK('K', ""), PK('C', "u\0U"), END },
       RGM_IO_MORE,
       "negotiate(0x1ff,0x1fffff) symlist connect(h6,2001:db8::1) close(priv) "
-      "connect(h6b,2001:db8::2) close(priv) connect(local,unix) close(priv) connect(u,none) "
-      "close(priv)",
+      "negotiate(0x1ff,0x1fffff) symlist connect(h6b,2001:db8::2) close(priv) "
+      "negotiate(0x1ff,0x1fffff) symlist connect(local,unix) close(priv) "
+      "negotiate(0x1ff,0x1fffff) symlist connect(u,none) close(priv)",
       "O(6,0x1dd,0x45482) l2={auth_authen} {i}" },
-    { "QUIT_NC: the session ends (abort, close), the connection serves the next", &desc_full,
+    { "QUIT_NC: the session ends (abort, close), the filter hears the options again, "
+      "the connection serves the next", &desc_full,
       { .symval = "{client_addr}" },
       { OPTNEG_ALL, PK('D', "C{client_addr}\0" "192.0.2.1\0"), CONNECT4, MAIL, PK('K', ""),
         CONNECT4, MAIL, PK('Q', ""), END }, RGM_IO_QUIT,
       "negotiate(0x1ff,0x1fffff) symlist connect(mx.example,192.0.2.1) mail( <a@example.com> "
-      "SIZE=100 ) [{client_addr}=192.0.2.1] abort close(priv) connect(mx.example,192.0.2.1) "
+      "SIZE=100 ) [{client_addr}=192.0.2.1] abort close(priv) negotiate(0x1ff,0x1fffff) "
+      "symlist connect(mx.example,192.0.2.1) "
       "mail( <a@example.com> SIZE=100 ) [{client_addr}=(none)] abort close(priv)",
       "O(6,0x1dd,0x45482) l2={auth_authen} {i}" },
     { "message changes outside end of message are refused", &desc_full, { 0 },
