@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <libmilter/mfapi.h>
+#include <openssl/crypto.h>
 
 #include "config.h"
 #include "filter.h"
@@ -102,6 +103,10 @@ int sigwait(const sigset_t *set, int *sig)
         }
         if (s == SIGHUP && g.config_path) {
             reload();
+            /* Free this thread's OpenSSL state (the error queue that loading
+             * the DKIM keys made): libmilter's signal thread may still be
+             * ending when the process exits, and its state then leaks. */
+            OPENSSL_thread_stop();
             continue;
         }
         *sig = s;
