@@ -12,12 +12,16 @@ bench_policy_load_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS)
 bench_policy_load_LDADD = $(LIBEVENT_LIBS)
 
 EXTRA_DIST += bench/common.sh bench/run-policy.sh bench/run-import.sh bench/run-milter.sh
+# the managed return path: bounces = off vs managed behind the milter (issue 6)
+EXTRA_DIST += bench/run-verp.sh
 
 # bench/bounce-parse: rg_bounce_parse() in a loop (bench/run-bounce.sh)
 noinst_PROGRAMS += bench/bounce-parse
 bench_bounce_parse_SOURCES = bench/bounce-parse.c
 bench_bounce_parse_LDADD = policy/librgbounce.la policy/librgpolicy.la
 EXTRA_DIST += bench/run-bounce.sh
+# Redis instructions per decision of policy/decide.lua, by op (callgrind)
+EXTRA_DIST += bench/run-script.sh
 # Exim: relayguard-exim.so against Exim alone and Exim's ratelimit (issue 4)
 EXTRA_DIST += bench/run-exim.sh
 # webhooks: a fast loopback receiver for bench/run-webhook.sh (issue 5)

@@ -11,10 +11,19 @@
 # decision (the bottleneck), relayguard-detectd CPU per decision, and how far
 # detectd was behind when the run ended (entries of the stream not yet read).
 #
+# Then, less noisy: detectd alone on a backlog.  $BACKLOG decisions are made
+# with no detector running, then relayguard-detectd reads them all as fast as
+# it can; its CPU and Redis's (INFO commandstats of the detector's commands)
+# per event are printed.  Nothing else runs meanwhile, so these numbers move
+# much less with the machine's other load than decisions/s do.  PROFILE=1
+# records detectd with perf (-e cpu-clock -g) during the backlog run and
+# prints the top of the report.
+#
 # Usage: bench/run-detect.sh    (as root)
 # Knobs (environment): BUILD=/work/build-bench CONNS=50 DURATION=15 WARMUP=3
 #   REPEAT=3 ACCOUNTS=100 ACK=yes (detect block "acknowledge") OUT=FILE (also
-#   write the report there) KEEP=0
+#   write the report there) KEEP=0 BACKLOG=200000 (0: no backlog run) PROFILE=0
+#   BATCH=2000 (detect block "batch")
 # Loopback only; every process it starts is stopped by PID at exit.
 {
 set -euo pipefail
@@ -26,6 +35,8 @@ WARMUP=${WARMUP:-3}
 REPEAT=${REPEAT:-3}
 ACCOUNTS=${ACCOUNTS:-100}
 KEEP=${KEEP:-0}
+BACKLOG=${BACKLOG:-200000}
+PROFILE=${PROFILE:-0}
 
 need_pkgs redis-server redis-tools gcc make pkg-config libevent-dev
 make_workdir
@@ -69,6 +80,7 @@ policyd {
 detect {
     action = alert
     acknowledge = ${ACK:-yes}
+    batch = ${BATCH:-2000}
 }
 EOF
 {
@@ -91,7 +103,7 @@ R=(redis-cli -p "$rport")
 
 # run MODE -> one line "MODE rate redis_us detectd_us lag"
 run() {
-    local mode=$1 dpid="" r0 r1 d0=0 d1=0 out res n rate lag=0
+    local mode=$1 dpid="" r0 r1 d0=0 d1=0 p0 p1 out res n rate lag=0 gen
     if [ "$mode" = on ]; then
         "$RG_DETECTD" -f -c "$d/relayguard.conf" >>"$d/detectd.log" 2>&1 &
         dpid=$!; remember "$dpid"
@@ -103,10 +115,13 @@ run() {
         # off: no detector reads the stream (its group is gone with its backlog)
         "${R[@]}" XGROUP DESTROY rg:events detectd >/dev/null 2>&1 || true
     fi
-    r0=$(ticks "$RPID")
+    r0=$(ticks "$RPID"); p0=$(ticks "$PPID_RG")
     "${R[@]}" CONFIG RESETSTAT >/dev/null
-    out=$("${GEN[@]}" -c "$CONNS" -w "$WARMUP" -d "$DURATION" -q "inet:127.0.0.1:$pport" 2>&1) || true
-    r1=$(ticks "$RPID")
+    # (times: the CPU of the subshell's children, i.e. the load generator)
+    out=$("${GEN[@]}" -c "$CONNS" -w "$WARMUP" -d "$DURATION" -q "inet:127.0.0.1:$pport" 2>&1; times) || true
+    r1=$(ticks "$RPID"); p1=$(ticks "$PPID_RG")
+    gen=$(printf '%s\n' "$out" | tail -1 | awk '{ t = 0; for (i = 1; i <= 2; i++) {
+        split($i, a, "m"); sub("s", "", a[2]); t += a[1] * 60 + a[2] } print t }')
     res=$(printf '%s\n' "$out" | grep '^RESULT' || true)
     rate=$(field rate "$res"); n=$(( $(field warm "$res") + $(field requests "$res") ))
     # Redis's own accounting (INFO commandstats, execution time only): the
@@ -127,42 +142,116 @@ run() {
     # (the detector's state reads, HGETALL, happen only when its cache misses;
     # they are not told apart from decide.lua's own and left out)
     awk -v m="$mode" -v rate="${rate:-0}" -v n="$n" -v r="$((r1 - r0))" -v dd="$((d1 - d0))" \
-        -v hz="$CLK_TCK" -v lag="${lag:-?}" -v du="${decide_us:-0}" -v tu="${detect_us:-0}" 'BEGIN {
+        -v hz="$CLK_TCK" -v lag="${lag:-?}" -v du="${decide_us:-0}" -v tu="${detect_us:-0}" \
+        -v pp="$((p1 - p0))" -v gs="${gen:-0}" 'BEGIN {
         n = n ? n : 1
-        printf "%s %.0f %.1f %.1f %s %.2f %.2f\n", m, rate, r / hz * 1e6 / n, dd / hz * 1e6 / n, lag,
-            du / n, tu / n }'
+        printf "%s %.0f %.1f %.1f %s %.2f %.2f %.1f %.1f %.1f\n", m, rate, r / hz * 1e6 / n, dd / hz * 1e6 / n, lag,
+            du / n, tu / n, pp / hz * 1e6 / n, gs * 1e6 / n, (r + dd + pp) / hz * 1e6 / n + gs * 1e6 / n }'
 }
 
 RESULTS=""
 for i in $(seq 1 "$REPEAT"); do
     for mode in off on; do
         line=$(run "$mode")
-        log "run $i: $line   (mode decisions/s redis_us detectd_us lag script_us detector_us, per decision)"
+        log "run $i: $line   (mode decisions/s redis_us detectd_us lag script_us detector_us policyd_us loadgen_us all_us, per decision)"
         RESULTS="$RESULTS$line"$'\n'
     done
 done
+# The backlog run: fill, then let detectd read it all.  One line
+# "events detectd_us redis_us xreadgroup_us xack_us eval_us other_us seconds" (per event).
+backlog_run() {
+    local dpid d1 r0 r1 t0 t1 cs n a0 a1 got
+    added() { "${R[@]}" XINFO STREAM rg:events | awk 'p { print; exit } /^entries-added$/ { p = 1 }'; }
+    readn() { "${R[@]}" XINFO GROUPS rg:events | awk '/^name$/ { getline; g = $0 }
+        /^entries-read$/ { getline; if (g == "detectd") { print; exit } }'; }
+    "${R[@]}" XGROUP DESTROY rg:events detectd >/dev/null 2>&1 || true
+    "${R[@]}" DEL rg:detect:leases >/dev/null
+    "${R[@]}" XGROUP CREATE rg:events detectd '$' MKSTREAM >/dev/null
+    a0=$(added)
+    "${GEN[@]}" -c "$CONNS" -w 0 -d 600 -n "$BACKLOG" -q "inet:127.0.0.1:$pport" >/dev/null 2>&1 || true
+    a1=$(added); n=$((a1 - a0))
+    "${R[@]}" CONFIG RESETSTAT >/dev/null
+    r0=$(ticks "$RPID"); t0=$(date +%s.%N)
+    "$RG_DETECTD" -f -c "$d/relayguard.conf" >>"$d/detectd.log" 2>&1 &
+    dpid=$!; remember "$dpid"
+    if [ "$PROFILE" = 1 ]; then
+        perf record -e cpu-clock -g -o "$WORK/perf.data" -p "$dpid" >/dev/null 2>&1 &
+        PERF_PID=$!; remember "$PERF_PID"
+    fi
+    for _ in $(seq 1 6000); do
+        got=$(readn)
+        [ "${got:-0}" -ge "$a1" ] && break
+        sleep 0.05
+    done
+    t1=$(date +%s.%N); d1=$(ticks "$dpid"); r1=$(ticks "$RPID")
+    if [ "$PROFILE" = 1 ]; then
+        kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null || true
+    fi
+    stop_pid "$dpid"
+    cs=$("${R[@]}" INFO commandstats)
+    printf '%s\n' "$cs" | grep -E '^cmdstat_' | sed "s/^/    backlog: /; s/,rejected.*//" >"$WORK/backlog-commandstats.log"
+    printf '%s\n' "$cs" | awk -F'[:,=]' -v n="$n" -v dd="$d1" -v rr="$((r1 - r0))" -v hz="$CLK_TCK" \
+        -v secs="$(echo "$t1 - $t0" | bc)" '
+        # the time of EXEC holds the commands it ran: counted once, under their own names
+        /^cmdstat_/ && !/^cmdstat_exec:/ { for (i = 2; i < NF; i++) if ($i == "usec") u[$1] = $(i + 1); all += u[$1] }
+        END {
+            n = n ? n : 1
+            x = u["cmdstat_xreadgroup"]; a = u["cmdstat_xack"]; e = u["cmdstat_eval"] + u["cmdstat_evalsha"]
+            printf "%d %.2f %.2f %.2f %.2f %.2f %.2f %.2f\n", n, dd / hz * 1e6 / n, rr / hz * 1e6 / n,
+                x / n, a / n, e / n, (all - x - a - e) / n, secs }'
+}
+
 median() { printf '%s' "$RESULTS" | awk -v m="$1" -v c="$2" '$1 == m { print $c }' | sort -n |
     awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 OFF=$(median off 2); ON=$(median on 2)
+BL=""
+if [ "$BACKLOG" -gt 0 ]; then
+    BL=$(backlog_run)
+    log "backlog: $BL   (events detectd_us redis_us xreadgroup_us xack_us eval_us other_us seconds)"
+fi
 REPORT=$(
     echo "## detection on vs off (bench/run-detect.sh)"
     echo
     machine_info
     echo "- load average at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- $CONNS connections, $DURATION s per run after $WARMUP s warm-up, $REPEAT runs each, alternating; acknowledge = ${ACK:-yes}"
+    echo "- $CONNS connections, $DURATION s per run after $WARMUP s warm-up, $REPEAT runs each, alternating; acknowledge = ${ACK:-yes}, batch = ${BATCH:-2000}"
     echo
-    echo "| detection | decisions/s (median) | Redis CPU µs/decision | of which decide.lua | of which detector commands | detectd CPU µs/decision | detectd lag at the end |"
-    echo "| --- | --- | --- | --- | --- | --- | --- |"
-    echo "| off | $OFF | $(median off 3) | $(median off 6) | $(median off 7) | - | - |"
-    echo "| on  | $ON | $(median on 3) | $(median on 6) | $(median on 7) | $(median on 4) | $(median on 5) entries |"
+    echo "| detection | decisions/s (median) | Redis CPU µs/decision | of which decide.lua | of which detector commands | detectd CPU µs/decision | policyd CPU µs | load generator CPU µs | all four, CPU µs/decision | detectd lag at the end |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| off | $OFF | $(median off 3) | $(median off 6) | $(median off 7) | - | $(median off 8) | $(median off 9) | $(median off 10) | - |"
+    echo "| on  | $ON | $(median on 3) | $(median on 6) | $(median on 7) | $(median on 4) | $(median on 8) | $(median on 9) | $(median on 10) | $(median on 5) entries |"
     echo
     awk -v a="$ON" -v b="$OFF" 'BEGIN { printf "ratio on/off: %.3f (target >= 0.9)\n", (b > 0 ? a / b : 0) }'
+    # On a machine whose cores are all busy with these four processes, the
+    # decisions/s are bound by their CPU per decision: the ratio of those is
+    # what the machine's other load (noise in decisions/s) does not move much.
+    awk -v a="$(median on 10)" -v b="$(median off 10)" 'BEGIN {
+        printf "CPU-bound estimate, all CPU per decision off/on: %.3f\n", (a > 0 ? b / a : 0) }'
     echo
     echo "Redis INFO commandstats of the last two runs (commands called from scripts included):"
-    tail -n 16 "$WORK/commandstats.log"
+    [ ! -f "$WORK/commandstats.log" ] || tail -n 16 "$WORK/commandstats.log"
     echo
-    echo "every run (mode, decisions/s, Redis CPU µs, detectd CPU µs, lag, decide.lua µs, detector µs; per decision):"
+    echo "every run (mode, decisions/s, Redis CPU µs, detectd CPU µs, lag, decide.lua µs, detector µs, policyd CPU µs, load generator CPU µs, all CPU µs; per decision):"
     printf '%s' "$RESULTS" | sed 's/^/    /'
+    if [ -n "$BL" ]; then
+        set -- $BL
+        echo
+        echo "detectd alone on a backlog of $1 events (nothing else running; per event):"
+        echo
+        echo "| detectd CPU µs | Redis CPU µs | XREADGROUP µs | XACK µs | EVAL µs | other commands µs | events/s |"
+        echo "| --- | --- | --- | --- | --- | --- | --- |"
+        awk -v n="$1" -v s="$8" -v a="$2" -v b="$3" -v c="$4" -v e="$5" -v f="$6" -v g="$7" 'BEGIN {
+            printf "| %s | %s | %s | %s | %s | %s | %.0f |\n", a, b, c, e, f, g, (s > 0 ? n / s : 0) }'
+        echo
+        echo "Redis INFO commandstats of the backlog run:"
+        cat "$WORK/backlog-commandstats.log"
+        if [ "$PROFILE" = 1 ] && [ -s "$WORK/perf.data" ]; then
+            echo
+            echo "perf report (relayguard-detectd, cpu-clock, self time):"
+            perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
+                grep -E '^ +[0-9.]+%' | head -25 | sed 's/^/    /' || true
+        fi
+    fi
 )
 printf '%s\n' "$REPORT"
 [ -z "${OUT:-}" ] || printf '%s\n' "$REPORT" >"$OUT"

@@ -1,7 +1,8 @@
 /*
  * bounce.c - "relayguard bounce": the end of the bounce and complaint loop.
  *
- *   relayguard bounce [--rcpt ADDR] < MESSAGE     one bounce, complaint or unsubscribe
+ *   relayguard bounce [--rcpt ADDR | --rcpt-env VAR] < MESSAGE
+ *                                                 one bounce, complaint or unsubscribe
  *   relayguard bounce parse FILE...               print the classification only
  *   relayguard bounce token ACCOUNT SENDER RCPT... [--unsubscribe]
  *                                                 mint a return path (writes its record)
@@ -40,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "account.h"
@@ -218,9 +220,9 @@ bounce_token(const rg_config *cfg, int n, char **pos, bool unsubscribe)
         rc = CLI_STORE;
     } else if (rg_verp_mint(&cfg->bounce, unsubscribe ? RG_VERP_UNSUBSCRIBE : RG_VERP_BOUNCES,
                             id, now, tok, sizeof tok) < 0 ||
-               rg_verp_address(&cfg->bounce,
-                               unsubscribe ? RG_VERP_UNSUBSCRIBE : RG_VERP_BOUNCES, tok, addr,
-                               sizeof addr) < 0) {
+               rg_verp_address_for(&cfg->bounce,
+                                   unsubscribe ? RG_VERP_UNSUBSCRIBE : RG_VERP_BOUNCES, tok,
+                                   sender, addr, sizeof addr) < 0) {
         say("cannot mint a token (no signing key?)");
         rc = CLI_USAGE;
     } else {
@@ -462,7 +464,7 @@ want_forward(const job *j, const rg_bounce_report *r)
         return false;
     /* never to an address of the bounce domain itself: that would loop */
     const char *d = strrchr(j->sender, '@');
-    return d != NULL && strcasecmp(d + 1, j->cfg->bounce.domain) != 0;
+    return d != NULL && !rg_verp_domain_matches(&j->cfg->bounce, d + 1, strlen(d + 1));
 }
 
 /* The first header named name (case-insensitive) of the message's header block. */
@@ -678,6 +680,13 @@ rg_cli_bounce(int argc, char **argv, const char *conf_path, bool json)
     bool unsubscribe = false;
 
     (void)json;
+    /* A bounce is one process (the MTA's pipe), and OpenSSL 3 reading
+     * openssl.cnf on its first use was a third of it (about 1 ms).  The
+     * token's HMAC-SHA256 and the message digest need only the default
+     * provider, which is what is used without the file, and no lookup of
+     * ciphers or digests by name (EVP_sha256() is called directly). */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS |
+                        OPENSSL_INIT_NO_ADD_ALL_DIGESTS, NULL);
     for (int i = 0; i < argc; i++) {
         const char *s = argv[i];
         if ((strcmp(s, "-c") == 0 || strcmp(s, "--config") == 0) && i + 1 < argc) {
@@ -688,6 +697,12 @@ rg_cli_bounce(int argc, char **argv, const char *conf_path, bool json)
             rcpt = argv[++i];
         } else if (strncmp(s, "--rcpt=", 7) == 0) {
             rcpt = s + 7;
+        } else if (strcmp(s, "--rcpt-env") == 0 && i + 1 < argc) {
+            /* The address from the environment: Exim's pipe transport
+             * sets RECIPIENT, and refuses the (tainted) address in a
+             * command argument.  Unset or empty: the delivery headers. */
+            const char *v = getenv(argv[++i]);
+            rcpt = v && v[0] ? v : rcpt;
         } else if (strcmp(s, "--unsubscribe") == 0) {
             unsubscribe = true;
         } else if (strcmp(s, "--json") == 0) {

@@ -451,6 +451,8 @@ static const optdef account_opts[] = {
     { "feedback-id", true }, { "list-unsubscribe", true }, { "bulk", false }, { "no-bulk", false },
     { "account-header", true },
     { "webhook-url", true }, { "webhook-events", true }, { "webhook-secret", true },
+    { "managed-bounces", false }, { "no-managed-bounces", false },
+    { "default-bounces", false },
     { NULL, false }
 };
 
@@ -487,6 +489,13 @@ static void account_apply(rg_account *a, const args *o)
             if (rg_account_set(a, "bulk", o->opt[i][0] == 'b' ? "yes" : "no", err, sizeof err) < 0)
                 die(EX_USAGE, "account %s: %s", a->name, err);
             continue;
+        } else if (strcmp(o->opt[i], "managed-bounces") == 0 ||
+                   strcmp(o->opt[i], "no-managed-bounces") == 0 ||
+                   strcmp(o->opt[i], "default-bounces") == 0) {
+            const char *b = o->opt[i][0] == 'm' ? "managed" : o->opt[i][0] == 'n' ? "off" : "default";
+            if (rg_account_set(a, "bounces", b, err, sizeof err) < 0)
+                die(EX_USAGE, "account %s: %s", a->name, err);
+            continue;
         }
         if (key == NULL)
             continue;
@@ -515,6 +524,10 @@ static int account_write(const char *verb, const char *name, const args *o)
         usage_error("account %s: --limit and --no-limits together", verb);
     if (opt_has(o, "bulk") && opt_has(o, "no-bulk"))
         usage_error("account %s: --bulk and --no-bulk together", verb);
+    if (opt_has(o, "managed-bounces") + opt_has(o, "no-managed-bounces") +
+        opt_has(o, "default-bounces") > 1)
+        usage_error("account %s: --managed-bounces, --no-managed-bounces and --default-bounces "
+                    "exclude each other", verb);
     if (!rg_account_name_valid(name))
         die(EX_USAGE, "account %s: bad name '%s' (1..64 of A-Z a-z 0-9 . _ @ + -)", verb, name);
 
@@ -1665,7 +1678,10 @@ static int cmd_stats(int argc, char **argv)
                 reasons[nreasons++] = k;
             }
         }
-    static const char *const accept_f[] = { "accept", NULL }, *const hard_f[] = { "b:hard", NULL },
+    /* The rates are per recipient, as ESPs publish them and relayguard-detectd
+     * acts on them (bounce_rate, complaint_rate): a bounce or a complaint is one
+     * recipient's, so they are over the recipients charged, not the messages. */
+    static const char *const accept_f[] = { "rcpt", NULL }, *const hard_f[] = { "b:hard", NULL },
                              *const compl_f[] = { "b:complaint", NULL };
     long long spark[SPARK_HOURS];
 
@@ -1714,7 +1730,7 @@ static int cmd_stats(int argc, char **argv)
                 label = stat_rows[r].label;
                 fields = stat_rows[r].fields;
             } else if (r < N_STAT_ROWS + 2) {
-                /* rates of the sent messages: a row without a sparkline */
+                /* rates of the recipients charged: a row without a sparkline */
                 const char *const *f = r == N_STAT_ROWS ? hard_f : compl_f;
                 printf("%-24s", r == N_STAT_ROWS ? "hard-bounce rate" : "complaint rate");
                 for (size_t w = 0; w < 3; w++) {
@@ -1981,6 +1997,7 @@ static void usage(FILE *f)
         "                  [--feedback-id TEXT] [--list-unsubscribe '<URI>, ..'] [--bulk|--no-bulk]\n"
         "                  [--account-header 'NAME [hmac]']   (\"\" clears a text option)\n"
         "                  [--webhook-url URL] [--webhook-events TYPE,..] [--webhook-secret TEXT]\n"
+        "                  [--managed-bounces|--no-managed-bounces|--default-bounces]\n"
         "  account show NAME | list | del NAME | resume NAME\n"
         "  limit show|reset ACCOUNT|--global [--limit NAME] [--domain D|--ip A]\n"
         "  suppress add ADDR [--account A] [--reason R] [--expires 30d|DATE] [--note TEXT]\n"
@@ -1994,7 +2011,7 @@ static void usage(FILE *f)
         "  dkim keygen DOMAIN SELECTOR [--ed25519] [--dir DIR]\n"
         "  dkim list\n"
         "  webhooks status | list-dead | retry ID|--all | drop ID|--all\n"
-        "  bounce [--rcpt ADDR] < MESSAGE | bounce parse FILE.. | bounce token ACCOUNT SENDER RCPT..\n"
+        "  bounce [--rcpt ADDR|--rcpt-env VAR] < MESSAGE | bounce parse FILE.. | bounce token ACCOUNT SENDER RCPT..\n"
         "  version | help\n"
         "\n"
         "-c FILE: config (default %s); --json: JSON output where the output is data.\n"

@@ -11,10 +11,13 @@ dist_examples_DATA += \
 	conf.examples/sendmail.mc \
 	conf.examples/relayguard-milter.service \
 	conf.examples/opendkim-migration.txt
+# relayguard-sendmail, local submission (issue 3)
+dist_examples_DATA += conf.examples/php-sendmail.ini
 # relayguard-exim.so (issue 4), installed in examples/exim
 eximexamplesdir = $(examplesdir)/exim
 dist_eximexamples_DATA = \
 	conf.examples/exim/main.conf \
 	conf.examples/exim/acls.conf \
 	conf.examples/exim/transport.conf \
-	conf.examples/exim/cpanel.txt
+	conf.examples/exim/cpanel.txt \
+	conf.examples/exim/bounce.conf

@@ -42,7 +42,6 @@
 #include "util.h"
 
 #define IDENT "relayguard-detectd"
-#define BLOCK_MS "500"              /* XREADGROUP BLOCK: how soon a signal is noticed */
 #define GATHER_MS 200               /* after a batch that was not full: let the stream fill */
 #define SAVE_TRIES 5
 #define HITS_MAX 8
@@ -60,6 +59,8 @@ typedef struct centry {
     char *name;
     uint64_t version;
     rg_detect_state st;
+    bool thr_ok;                /* thr is the account's as of g.acct_gen */
+    rg_detect_account thr;
 } centry;
 
 static struct {
@@ -73,6 +74,11 @@ static struct {
     uint64_t next_connect, backoff_ms, next_autoclaim;
     char autoclaim_from[64];
     bool group_ok;
+    bool redo;                  /* the last batch failed: its lease is read again */
+    uint64_t read_seq;          /* reads made (the lease carries the number) */
+    uint64_t pending;           /* the group's pending count at the last read (UINT64_MAX:
+                                   not known), for XAUTOCLAIM */
+    uint64_t acct_gen;          /* rg:acct:gen of the cached thresholds */
     unsigned long events, detections;
     struct hsearch_data cache;
     centry **centries;
@@ -101,8 +107,9 @@ static centry *cache_get(const char *name)
     return e->data;
 }
 
-/* Remember st as version of name (a copy). */
-static void cache_put(const char *name, const rg_detect_state *st, uint64_t version)
+/* Remember st as version of name (a copy), with the account's thresholds. */
+static void cache_put(const char *name, const rg_detect_state *st, uint64_t version,
+                      const rg_detect_account *thr)
 {
     centry *c = cache_get(name);
     if (c == NULL) {
@@ -126,6 +133,8 @@ static void cache_put(const char *name, const rg_detect_state *st, uint64_t vers
     }
     c->st = *st;
     c->version = version;
+    c->thr = *thr;
+    c->thr_ok = true;
 }
 
 /* Forget name's state (somebody else wrote it). */
@@ -244,11 +253,159 @@ static int ensure_group(void)
     return 0;
 }
 
+/* --- reading replies into an arena -------------------------------------------------- */
+
+/*
+ * A batch read is thousands of entries of some twenty fields each; hiredis's
+ * default reply objects cost a malloc and a free per field, which perf showed
+ * as 60 % of detectd's CPU.  Batch replies are therefore built with hiredis's
+ * own reader hooks (redisReplyObjectFunctions) into nodes carved from an
+ * arena that is reset per batch: no allocation per field.
+ */
+typedef struct rnode {
+    int type;                   /* REDIS_REPLY_* */
+    size_t len;                 /* string length or number of elements */
+    char *str;
+    struct rnode **elem;
+    long long integer;
+} rnode;
+
+#define ARENA_BLOCK (1u << 20)
+
+static struct {
+    char **blocks;
+    size_t *sizes;
+    size_t nblocks, cur, used;
+} arena;
+
+static void *arena_alloc(size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    while (arena.cur < arena.nblocks && arena.used + n > arena.sizes[arena.cur]) {
+        arena.cur++;
+        arena.used = 0;
+    }
+    if (arena.cur == arena.nblocks) {
+        size_t sz = n > ARENA_BLOCK ? n : ARENA_BLOCK;
+        arena.blocks = rg_realloc(arena.blocks, (arena.nblocks + 1) * sizeof *arena.blocks);
+        arena.sizes = rg_realloc(arena.sizes, (arena.nblocks + 1) * sizeof *arena.sizes);
+        arena.blocks[arena.nblocks] = rg_malloc(sz);
+        arena.sizes[arena.nblocks++] = sz;
+        arena.used = 0;
+    }
+    void *p = arena.blocks[arena.cur] + arena.used;
+    arena.used += n;
+    return p;
+}
+
+static void arena_reset(void)
+{
+    arena.cur = arena.used = 0;
+}
+
+static void arena_free(void)
+{
+    for (size_t i = 0; i < arena.nblocks; i++)
+        free(arena.blocks[i]);
+    free(arena.blocks);
+    free(arena.sizes);
+    memset(&arena, 0, sizeof arena);
+}
+
+static void *node_attach(const redisReadTask *task, rnode *n)
+{
+    n->type = task->type;
+    if (task->parent)
+        ((rnode *)task->parent->obj)->elem[task->idx] = n;
+    return n;
+}
+
+static void *node_string(const redisReadTask *task, char *str, size_t len)
+{
+    rnode *n = arena_alloc(sizeof *n + len + 1);
+    memset(n, 0, sizeof *n);
+    n->str = (char *)(n + 1);
+    memcpy(n->str, str, len);
+    n->str[len] = '\0';
+    n->len = len;
+    return node_attach(task, n);
+}
+
+#if HIREDIS_MAJOR >= 1
+static void *node_array(const redisReadTask *task, size_t elements)
+#else
+static void *node_array(const redisReadTask *task, int elements)
+#endif
+{
+    size_t ne = elements > 0 ? (size_t)elements : 0;
+    rnode *n = arena_alloc(sizeof *n + ne * sizeof(rnode *));
+    memset(n, 0, sizeof *n + ne * sizeof(rnode *));
+    n->elem = (rnode **)(n + 1);
+    n->len = ne;
+    return node_attach(task, n);
+}
+
+static void *node_integer(const redisReadTask *task, long long v)
+{
+    rnode *n = arena_alloc(sizeof *n);
+    memset(n, 0, sizeof *n);
+    n->integer = v;
+    return node_attach(task, n);
+}
+
+static void *node_nil(const redisReadTask *task)
+{
+    rnode *n = arena_alloc(sizeof *n);
+    memset(n, 0, sizeof *n);
+    return node_attach(task, n);
+}
+
+static void node_free(void *p)
+{
+    (void)p;                    /* the arena goes as a whole */
+}
+
+static redisReplyObjectFunctions arena_fns = {
+    .createString = node_string,
+    .createArray = node_array,
+    .createInteger = node_integer,
+    .createNil = node_nil,
+    .freeObject = node_free,
+};
+
+/*
+ * The next reply, built in the arena; NULL when the connection failed
+ * (logged, dropped).  Valid until arena_reset().
+ */
+static rnode *arena_reply(void)
+{
+    redisContext *c = ctx();
+    redisReplyObjectFunctions *old = c->reader->fn;
+    void *v = NULL;
+    c->reader->fn = &arena_fns;
+    int rc = redisGetReply(c, &v);
+    if (rc != REDIS_OK)
+        c->reader->reply = NULL;    /* a partial reply lives in the arena, not in malloc */
+    c->reader->fn = old;
+    if (rc != REDIS_OK || v == NULL) {
+        store_lost(c->errstr[0] ? c->errstr : "no reply");
+        return NULL;
+    }
+    return v;
+}
+
+static bool is_str(const rnode *n)
+{
+    return n && (n->type == REDIS_REPLY_STRING || n->type == REDIS_REPLY_STATUS);
+}
+
 /* --- a batch ---------------------------------------------------------------------- */
 
 typedef struct sentry {
     const char *id;
-    const redisReply *fields;   /* flat field/value array */
+    const rnode *fields;        /* flat field/value array; NULL when the entry is gone */
+    const char *account;
+    int acct;                   /* index in the batch's accounts, -1 for none */
     rg_detect_event ev;
     char country[3];            /* looked up here when the event has none */
 } sentry;
@@ -259,21 +416,58 @@ typedef struct pending {
 } pending;
 
 typedef struct abatch {
-    char *name;
+    const char *name;
     size_t *idx;                /* entries of this account, in stream order */
     size_t n;
     int action;                 /* detect_action: ACTION_UNKNOWN until read, then as
                                    rg_detect_store_account_action says */
+    rg_detect_account thr;      /* the account's own reputation thresholds */
     pending *p;
     size_t np;
 } abatch;
 
-static const char *field(const redisReply *f, const char *name)
+#define IS_KEY(k, lit) ((k)->len == sizeof(lit) - 1 && memcmp((k)->str, lit, sizeof(lit) - 1) == 0)
+
+/* The fields detection reads, in one pass over the entry (keys.h). */
+static void entry_fields(sentry *x)
 {
-    for (size_t i = 0; i + 1 < f->elements; i += 2)
-        if (f->element[i]->type == REDIS_REPLY_STRING && strcmp(f->element[i]->str, name) == 0)
-            return f->element[i + 1]->type == REDIS_REPLY_STRING ? f->element[i + 1]->str : "";
-    return "";
+    const rnode *f = x->fields;
+    const char *ts = "";
+    x->ev.type = x->ev.stage = x->ev.verdict = x->ev.reason = "";
+    x->ev.login = x->ev.client = x->ev.country = x->account = "";
+    for (size_t i = 0; i + 1 < f->len; i += 2) {
+        const rnode *k = f->elem[i], *v = f->elem[i + 1];
+        if (!is_str(k) || !is_str(v))
+            continue;
+        switch (k->str[0]) {
+        case 't':
+            if (IS_KEY(k, "ts")) ts = v->str;
+            else if (IS_KEY(k, "type")) x->ev.type = v->str;
+            break;
+        case 's':
+            if (IS_KEY(k, "stage")) x->ev.stage = v->str;
+            break;
+        case 'v':
+            if (IS_KEY(k, "verdict")) x->ev.verdict = v->str;
+            break;
+        case 'r':
+            if (IS_KEY(k, "reason")) x->ev.reason = v->str;
+            break;
+        case 'l':
+            if (IS_KEY(k, "login")) x->ev.login = v->str;
+            break;
+        case 'c':
+            if (IS_KEY(k, "client")) x->ev.client = v->str;
+            else if (IS_KEY(k, "country")) x->ev.country = v->str;
+            break;
+        case 'a':
+            if (IS_KEY(k, "account")) x->account = v->str;
+            break;
+        default:
+            break;
+        }
+    }
+    x->ev.ts_ms = ts[0] ? strtoull(ts, NULL, 10) : strtoull(x->id, NULL, 10);
 }
 
 /* Feed an account's events to its state; collect what to do. */
@@ -283,7 +477,7 @@ static void feed(abatch *a, sentry *e, rg_detect_state *s)
     a->np = 0;
     for (size_t i = 0; i < a->n; i++) {
         rg_detect_hit hits[HITS_MAX];
-        size_t n = rg_detect_feed(dc, s, &e[a->idx[i]].ev, hits, HITS_MAX);
+        size_t n = rg_detect_feed_account(dc, &a->thr, s, &e[a->idx[i]].ev, hits, HITS_MAX);
         for (size_t j = 0; j < n; j++) {
             rg_detect_action act = hits[j].action;
             if (hits[j].configurable && !hits[j].cooling) {
@@ -328,6 +522,14 @@ static void act(const abatch *a, const pending *p)
         rg_error("error: account %s: detection.%s: event not recorded: %s", a->name, sig,
                  rg_admin_error(g.ad));
     g.detections++;
+    if (h->signal == RG_SIG_BOUNCE_RATE || h->signal == RG_SIG_COMPLAINT_RATE) {
+        rg_log(done == RG_DETECT_ALERT ? LOG_WARNING : LOG_ERR,
+               "%s: account=%s detection.%s count=%" PRIu64 " volume=%" PRIu64 " rate=%.4f%%"
+               " threshold=%.4f%% window=%" PRIu64 "s%s", rg_detect_action_name(done), a->name,
+               sig, h->count, h->volume, h->rate * 100, h->rate_threshold * 100,
+               h->window_ms / 1000, h->cooling ? " (cooling down)" : "");
+        return;
+    }
     rg_log(done == RG_DETECT_ALERT ? LOG_WARNING : LOG_ERR,
            "%s: account=%s detection.%s login=%s client=%s country=%s current=%" PRIu64
            " baseline=%.1f threshold=%.0f countries=%s ips=%s refused=%" PRIu64 "/%" PRIu64
@@ -337,64 +539,140 @@ static void act(const abatch *a, const pending *p)
            h->ips[0] ? h->ips : "-", h->refused, h->total, h->cooling ? " (cooling down)" : "");
 }
 
-/*
- * Process the entries of one XREADGROUP / XAUTOCLAIM reply (an array of
- * [id, [field, value...]]) and XACK them.  0, or -1 when the store failed
- * (the entries stay pending and are read again).
- */
-static int process(const redisReply *list)
+/* The group of a batch's entries by account: FNV-1a into an open table. */
+static uint32_t name_hash(const char *s)
 {
-    size_t n = list->elements;
-    if (n == 0)
-        return 0;
-    sentry *e = rg_calloc(n, sizeof *e);
-    abatch *accts = NULL;
-    size_t nacct = 0, ne = 0;
-    int ret = 0;
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
+}
 
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *it = list->element[i];
-        if (it->type != REDIS_REPLY_ARRAY || it->elements != 2 ||
-            it->element[0]->type != REDIS_REPLY_STRING)
-            continue;
-        sentry *x = &e[ne];
-        x->id = it->element[0]->str;
-        x->fields = it->element[1];
-        if (x->fields->type != REDIS_REPLY_ARRAY) {
-            /* deleted (trimmed) while pending: nothing to feed, only to ack */
-            ne++;
+/*
+ * The accounts' own reputation thresholds (account fields bounce_rate and
+ * complaint_rate): kept with the cached state and read again when the
+ * account generation (rg:acct:gen, bumped by every account change) moved.
+ * One GET per batch, and an HMGET per account that is not cached, pipelined.
+ * 0 / -1.
+ */
+static int load_thresholds(abatch *accts, size_t nacct)
+{
+    redisContext *c = ctx();
+    const char *gav[] = { "GET", RG_KEY_ACCOUNT_GEN };
+    redisAppendCommandArgv(c, 2, gav, NULL);
+    redisReply *gr = NULL;
+    if (redisGetReply(c, (void **)&gr) != REDIS_OK || gr == NULL)
+        return -1;
+    uint64_t gen = gr->type == REDIS_REPLY_STRING ? strtoull(gr->str, NULL, 10) : 0;
+    freeReplyObject(gr);
+    if (gen != g.acct_gen) {
+        for (size_t i = 0; i < g.ncache; i++)
+            g.centries[i]->thr_ok = false;
+        g.acct_gen = gen;
+    }
+    size_t nq = 0;
+    for (size_t k = 0; k < nacct; k++) {
+        centry *ce = cache_get(accts[k].name);
+        if (ce && ce->thr_ok) {
+            accts[k].thr = ce->thr;
             continue;
         }
-        const char *ts = field(x->fields, "ts");
-        x->ev.ts_ms = ts[0] ? strtoull(ts, NULL, 10) : strtoull(x->id, NULL, 10);
-        x->ev.type = field(x->fields, "type");
-        x->ev.stage = field(x->fields, "stage");
-        x->ev.verdict = field(x->fields, "verdict");
-        x->ev.reason = field(x->fields, "reason");
-        x->ev.login = field(x->fields, "login");
-        x->ev.client = field(x->fields, "client");
-        x->ev.country = field(x->fields, "country");
+        char key[256];
+        snprintf(key, sizeof key, "%s%s", RG_KEY_ACCOUNT, accts[k].name);
+        const char *av[] = { "HMGET", key, "bounce_rate", "complaint_rate" };
+        redisAppendCommandArgv(c, 4, av, NULL);
+        accts[k].action = ACTION_UNKNOWN - 1;  /* marks "asked" until the reply */
+        nq++;
+    }
+    int ret = 0;
+    for (size_t k = 0; k < nacct && nq > 0; k++) {
+        if (accts[k].action != ACTION_UNKNOWN - 1)
+            continue;
+        accts[k].action = ACTION_UNKNOWN;
+        nq--;
+        redisReply *r = NULL;
+        if (redisGetReply(c, (void **)&r) != REDIS_OK || r == NULL)
+            return -1;
+        memset(&accts[k].thr, 0, sizeof accts[k].thr);
+        if (r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+            if (r->element[0]->type == REDIS_REPLY_STRING &&
+                rg_rate_parse(r->element[0]->str, &accts[k].thr.bounce_rate) < 0)
+                accts[k].thr.bounce_rate = 0;
+            if (r->element[1]->type == REDIS_REPLY_STRING &&
+                rg_rate_parse(r->element[1]->str, &accts[k].thr.complaint_rate) < 0)
+                accts[k].thr.complaint_rate = 0;
+        } else {
+            ret = -1;
+        }
+        freeReplyObject(r);
+    }
+    return ret;
+}
+
+/*
+ * Process n entries (id, fields) read from the stream.  With ack, they were
+ * claimed from the pending list (XAUTOCLAIM) and are XACKed afterwards.
+ * 0, or -1 when the store failed (the caller reads them again later).
+ */
+static int process(sentry *e, size_t n, bool ack)
+{
+    if (n == 0)
+        return 0;
+    int ret = 0;
+
+    /* group by account (an open-addressing table of the batch's accounts) */
+    size_t tsize = 64;
+    while (tsize < 2 * n)
+        tsize *= 2;
+    int *table = rg_malloc(tsize * sizeof *table);
+    for (size_t i = 0; i < tsize; i++)
+        table[i] = -1;
+    abatch *accts = NULL;
+    size_t nacct = 0, cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        sentry *x = &e[i];
+        x->acct = -1;
+        if (x->fields == NULL)
+            continue;           /* deleted (trimmed) while pending: nothing to feed */
+        entry_fields(x);
         if (x->ev.country[0] == '\0' && x->ev.login[0] && x->ev.client[0] && g.geo &&
             g.geo->country(g.geo, x->ev.client, x->country) == 1)
             x->ev.country = x->country;
         g.events++;
-        const char *name = field(x->fields, "account");
-        if (name[0]) {
-            size_t k = 0;
-            while (k < nacct && strcmp(accts[k].name, name) != 0)
-                k++;
-            if (k == nacct) {
-                accts = rg_realloc(accts, (nacct + 1) * sizeof *accts);
-                memset(&accts[nacct], 0, sizeof *accts);
-                accts[nacct].name = rg_strdup(name);
-                accts[nacct].action = ACTION_UNKNOWN;
-                nacct++;
+        if (x->account[0] == '\0')
+            continue;
+        size_t h = name_hash(x->account) & (tsize - 1);
+        while (table[h] >= 0 && strcmp(accts[table[h]].name, x->account) != 0)
+            h = (h + 1) & (tsize - 1);
+        if (table[h] < 0) {
+            if (nacct == cap) {
+                cap = cap ? cap * 2 : 16;
+                accts = rg_realloc(accts, cap * sizeof *accts);
             }
-            accts[k].idx = rg_realloc(accts[k].idx, (accts[k].n + 1) * sizeof *accts[k].idx);
-            accts[k].idx[accts[k].n++] = ne;
+            memset(&accts[nacct], 0, sizeof *accts);
+            accts[nacct].name = x->account;
+            accts[nacct].action = ACTION_UNKNOWN;
+            table[h] = (int)nacct++;
         }
-        ne++;
+        x->acct = table[h];
+        accts[x->acct].n++;
     }
+    free(table);
+    size_t *idx = rg_malloc((n + 1) * sizeof *idx);
+    size_t off = 0;
+    for (size_t k = 0; k < nacct; k++) {
+        accts[k].idx = idx + off;
+        off += accts[k].n;
+        accts[k].n = 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (e[i].acct >= 0) {
+            abatch *a = &accts[e[i].acct];
+            a->idx[a->n++] = i;
+        }
+
+    if (nacct > 0 && load_thresholds(accts, nacct) < 0)
+        ret = -1;
 
     /* Read (what the cache does not have), feed, write; the accounts whose
      * write lost are read again and fed again. */
@@ -404,13 +682,13 @@ static int process(const redisReply *list)
     uint64_t *ver = rg_calloc(nacct + 1, sizeof *ver), *rver = rg_calloc(nacct + 1, sizeof *rver);
     bool *conflict = rg_calloc(nacct + 1, sizeof *conflict), *newbase = rg_calloc(nacct + 1, 1);
     size_t *which = rg_calloc(nacct + 1, sizeof *which), *rj = rg_calloc(nacct + 1, sizeof *rj);
-    size_t todo = nacct;
+    size_t todo = ret == 0 ? nacct : 0;
     for (size_t k = 0; k < nacct; k++)
         which[k] = k;
     for (int tries = 0; todo > 0 && tries < SAVE_TRIES; tries++) {
         size_t nread = 0;
         for (size_t j = 0; j < todo; j++) {
-            names[j] = accts[which[j]].name;
+            names[j] = (char *)accts[which[j]].name;
             centry *c = tries == 0 ? cache_get(names[j]) : NULL;
             if (c && c->version != UINT64_MAX) {
                 st[j] = c->st;
@@ -445,7 +723,7 @@ static int process(const redisReply *list)
                 which[left++] = which[j];
                 continue;
             }
-            cache_put(a->name, &st[j], ver[j] + 1);
+            cache_put(a->name, &st[j], ver[j] + 1, &a->thr);
             for (size_t q = 0; q < a->np; q++)
                 act(a, &a->p[q]);
             a->np = 0;
@@ -458,14 +736,14 @@ static int process(const redisReply *list)
         rg_warn("warning: %zu account states kept changing; their events of this batch are "
                 "skipped", todo);
 
-    if (ret == 0 && ne > 0 && g.cfg->detect.acknowledge) {
-        const char **av = rg_calloc(3 + ne, sizeof *av);
+    if (ret == 0 && ack) {
+        const char **av = rg_calloc(3 + n, sizeof *av);
         av[0] = "XACK";
         av[1] = RG_KEY_EVENTS;
         av[2] = RG_DETECT_GROUP;
-        for (size_t i = 0; i < ne; i++)
+        for (size_t i = 0; i < n; i++)
             av[3 + i] = e[i].id;
-        redisReply *r = command((int)(3 + ne), av);
+        redisReply *r = command((int)(3 + n), av);
         free(av);
         if (r)
             freeReplyObject(r);
@@ -475,12 +753,10 @@ static int process(const redisReply *list)
     if (ret < 0 && g.ad)
         store_lost(ctx()->errstr[0] ? ctx()->errstr : rg_admin_error(g.ad));
 
-    for (size_t k = 0; k < nacct; k++) {
-        free(accts[k].name);
-        free(accts[k].idx);
+    for (size_t k = 0; k < nacct; k++)
         free(accts[k].p);
-    }
     free(accts);
+    free(idx);
     free(names);
     free(rnames);
     free(st);
@@ -492,70 +768,307 @@ static int process(const redisReply *list)
     free(newbase);
     free(which);
     free(rj);
-    free(e);
     return ret;
 }
 
-/* Take over entries a dead detector left pending for longer than claim_idle. */
+/* The entries of a reply's [[id, [field, value...]], ...] list, and process them. */
+static int process_list(const rnode *list, bool ack)
+{
+    if (list == NULL || list->type != REDIS_REPLY_ARRAY || list->len == 0)
+        return 0;
+    sentry *e = rg_malloc(list->len * sizeof *e);
+    size_t ne = 0;
+    for (size_t i = 0; i < list->len; i++) {
+        const rnode *it = list->elem[i];
+        if (it == NULL || it->type != REDIS_REPLY_ARRAY || it->len != 2 || !is_str(it->elem[0]))
+            continue;
+        memset(&e[ne], 0, sizeof e[ne]);
+        e[ne].id = it->elem[0]->str;
+        e[ne].fields = it->elem[1] && it->elem[1]->type == REDIS_REPLY_ARRAY ? it->elem[1] : NULL;
+        ne++;
+    }
+    int r = process(e, ne, ack);
+    free(e);
+    return r;
+}
+
+/* --- leases: at-least-once without a pending list ------------------------------------- */
+
+/*
+ * With acknowledge = yes, a batch is read with NOACK (no pending list, no
+ * XACK: a third of the detector's Redis time) inside one MULTI with two
+ * calls of this script around it: before the read it notes the group's
+ * last-delivered-id as this consumer's lease in rg:dt:lease, after it the
+ * new one and the time, so that the lease names exactly the entries the
+ * read handed out, (START, END].  The next batch's lease replaces it (the
+ * batch was done), a clean exit deletes it.  A lease older than claim_idle
+ * belongs to a detector that died with its batch: another takes it over
+ * (LEASE_TAKE, atomically, so only one does) and reads the range again with
+ * XRANGE.  KEYS: stream, leases.  ARGV: group, consumer, "begin" | "end",
+ * the read's number (so that a detector that lost the reply can tell
+ * whether the transaction ran: its lease then carries that number).
+ * Returns the group's pending count, so that XAUTOCLAIM runs only when
+ * something pends.
+ */
+static const char lease_lua[] =
+    "if redis.replicate_commands then redis.replicate_commands() end\n"
+    "local last, pending\n"
+    "for _, gr in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do\n"
+    "  local name, id, pel\n"
+    "  for i = 1, #gr, 2 do\n"
+    "    if gr[i] == 'name' then name = gr[i + 1]\n"
+    "    elseif gr[i] == 'last-delivered-id' then id = gr[i + 1]\n"
+    "    elseif gr[i] == 'pending' then pel = gr[i + 1] end\n"
+    "  end\n"
+    "  if name == ARGV[1] then last, pending = id, pel end\n"
+    "end\n"
+    "if not last then return redis.error_reply('NOGROUP no consumer group ' .. ARGV[1]) end\n"
+    "if ARGV[3] == 'begin' then\n"
+    "  redis.call('HSET', KEYS[2], ARGV[2], last)\n"
+    "  return pending\n"
+    "end\n"
+    "local start = redis.call('HGET', KEYS[2], ARGV[2])\n"
+    "if not start or start == last then\n"
+    "  redis.call('HDEL', KEYS[2], ARGV[2])\n"
+    "else\n"
+    "  local t = redis.call('TIME')\n"
+    "  redis.call('HSET', KEYS[2], ARGV[2], start .. ' ' .. last .. ' ' .. (t[1] * 1000 + math.floor(t[2] / 1000)) .. ' ' .. ARGV[4])\n"
+    "end\n"
+    "return pending\n";
+
+/* Take over a lease if it is still what was seen.  KEYS: leases.  ARGV: its
+ * consumer, the value seen, the new holder, its new value. */
+static const char lease_take_lua[] =
+    "if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end\n"
+    "redis.call('HDEL', KEYS[1], ARGV[1])\n"
+    "redis.call('HSET', KEYS[1], ARGV[3], ARGV[4])\n"
+    "return 1\n";
+
+/* Read (START, END] of the stream again and process it.  0 / -1. */
+static int process_range(const char *start, const char *end)
+{
+    char from[80];
+    snprintf(from, sizeof from, "(%s", start);
+    const char *av[] = { "XRANGE", RG_KEY_EVENTS, from, end };
+    redisAppendCommandArgv(ctx(), 4, av, NULL);
+    arena_reset();
+    rnode *r = arena_reply();
+    if (r == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_ERROR) {
+        rg_error("error: XRANGE %s %s: %s", from, end, r->str);
+        return -1;
+    }
+    return process_list(r, false);
+}
+
+/* "START END MS SEQ" of a lease.  0 / -1 (a lease still being written, or damaged). */
+static int lease_parse(const char *v, char *start, char *end, size_t len, uint64_t *ms,
+                       uint64_t *seq)
+{
+    char a[80], b[80];
+    unsigned long long t, n = 0;
+    if (sscanf(v, "%79s %79s %llu %llu", a, b, &t, &n) < 3 || strlen(a) >= len || strlen(b) >= len)
+        return -1;
+    strcpy(start, a);
+    strcpy(end, b);
+    *ms = t;
+    *seq = n;
+    return 0;
+}
+
+/* After a failed batch: our own lease is still there; do it again.  0 / -1. */
+static int redo_own_lease(void)
+{
+    const char *av[] = { "HGET", RG_KEY_DETECT_LEASE, g.consumer };
+    redisReply *r = command(3, av);
+    if (r == NULL)
+        return -1;
+    char start[80], end[80];
+    uint64_t ms, seq;
+    int ret = 0;
+    /* a lease of another read (an older, finished one) means the failed
+     * read's transaction never ran: nothing was handed out */
+    if (r->type == REDIS_REPLY_STRING &&
+        lease_parse(r->str, start, end, sizeof start, &ms, &seq) == 0 && seq == g.read_seq) {
+        rg_info("reading the batch (%s, %s] again", start, end);
+        ret = process_range(start, end);
+    }
+    freeReplyObject(r);
+    return ret;
+}
+
+/* Leases of dead detectors (older than claim_idle): take over and process them. */
+static void take_over_leases(void)
+{
+    redisContext *c = ctx();
+    const char *av1[] = { "TIME" }, *av2[] = { "HGETALL", RG_KEY_DETECT_LEASE };
+    redisAppendCommandArgv(c, 1, av1, NULL);
+    redisAppendCommandArgv(c, 2, av2, NULL);
+    redisReply *t = NULL, *l = NULL;
+    if (redisGetReply(c, (void **)&t) != REDIS_OK || redisGetReply(c, (void **)&l) != REDIS_OK) {
+        if (t)
+            freeReplyObject(t);
+        store_lost(c->errstr);
+        return;
+    }
+    uint64_t now = 0;
+    if (t->type == REDIS_REPLY_ARRAY && t->elements == 2 && t->element[0]->type == REDIS_REPLY_STRING)
+        now = strtoull(t->element[0]->str, NULL, 10) * 1000 +
+              strtoull(t->element[1]->str, NULL, 10) / 1000;
+    char mine[sizeof g.consumer + 8];
+    snprintf(mine, sizeof mine, "%s+", g.consumer);
+    for (size_t i = 0; l->type == REDIS_REPLY_ARRAY && i + 1 < l->elements && g.ad; i += 2) {
+        const char *who = l->element[i]->str, *val = l->element[i + 1]->str;
+        char start[80], end[80], nv[256];
+        uint64_t ms, seq;
+        if (strcmp(who, g.consumer) == 0 ||
+            lease_parse(val, start, end, sizeof start, &ms, &seq) < 0 ||
+            ms + g.cfg->detect.claim_idle_ms > now)
+            continue;
+        snprintf(nv, sizeof nv, "%s %s %" PRIu64 " 0", start, end, now);
+        const char *av[] = { "EVAL", lease_take_lua, "1", RG_KEY_DETECT_LEASE, who, val, mine, nv };
+        redisReply *r = command(8, av);
+        if (r == NULL)
+            break;
+        bool took = r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+        freeReplyObject(r);
+        if (!took)
+            continue;           /* another detector was quicker */
+        rg_info("took over the batch (%s, %s] that %s left", start, end, who);
+        if (process_range(start, end) < 0)
+            break;              /* our "+" lease stays: taken over again later */
+        const char *dv[] = { "HDEL", RG_KEY_DETECT_LEASE, mine };
+        redisReply *d = command(3, dv);
+        if (d)
+            freeReplyObject(d);
+    }
+    freeReplyObject(t);
+    freeReplyObject(l);
+}
+
+/*
+ * Entries a detector of an older version left in the group's pending list
+ * (it read without NOACK), and leases of dead detectors: taken over after
+ * claim_idle.  Runs every claim_idle / 2; XAUTOCLAIM only when the last
+ * read saw something pending (or could not tell).
+ */
 static void autoclaim(void)
 {
     if (mono_ms() < g.next_autoclaim || !g.cfg->detect.acknowledge)
         return;
+    take_over_leases();
+    if (g.ad == NULL)
+        return;
+    if (g.pending == 0) {
+        /* the last read's transaction saw an empty pending list */
+        snprintf(g.autoclaim_from, sizeof g.autoclaim_from, "0-0");
+        g.next_autoclaim = mono_ms() + g.cfg->detect.claim_idle_ms / 2;
+        return;
+    }
     char idle[32], count[16];
     snprintf(idle, sizeof idle, "%" PRIu64, g.cfg->detect.claim_idle_ms);
     snprintf(count, sizeof count, "%u", g.cfg->detect.batch);
     const char *av[] = { "XAUTOCLAIM", RG_KEY_EVENTS, RG_DETECT_GROUP, g.consumer, idle,
                          g.autoclaim_from, "COUNT", count };
-    redisReply *r = command(8, av);
+    redisAppendCommandArgv(ctx(), 8, av, NULL);
+    arena_reset();
+    rnode *r = arena_reply();
     if (r == NULL)
         return;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
-        r->element[0]->type == REDIS_REPLY_STRING) {
-        if (r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements > 0) {
-            rg_info("took over %zu events another detector left", r->element[1]->elements);
-            process(r->element[1]);
+    if (r->type == REDIS_REPLY_ARRAY && r->len >= 2 && is_str(r->elem[0])) {
+        if (r->elem[1] && r->elem[1]->type == REDIS_REPLY_ARRAY && r->elem[1]->len > 0) {
+            rg_info("took over %zu pending events another detector left", r->elem[1]->len);
+            process_list(r->elem[1], true);
         }
-        snprintf(g.autoclaim_from, sizeof g.autoclaim_from, "%s", r->element[0]->str);
-        if (strcmp(g.autoclaim_from, "0-0") != 0) {
-            freeReplyObject(r);
+        snprintf(g.autoclaim_from, sizeof g.autoclaim_from, "%s", r->elem[0]->str);
+        if (strcmp(g.autoclaim_from, "0-0") != 0)
             return;             /* more to look at: again at the next turn */
-        }
+    } else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOGROUP") == NULL) {
+        rg_error("error: XAUTOCLAIM: %s", r->str);
     }
-    freeReplyObject(r);
     g.next_autoclaim = mono_ms() + g.cfg->detect.claim_idle_ms / 2;
 }
 
-/* Read and process one batch.  Returns the number of entries read. */
+/*
+ * Read and process one batch.  Returns the number of entries read.  With
+ * acknowledge = yes: MULTI, lease begin, XREADGROUP NOACK, lease end, EXEC
+ * (one round trip); with no: XREADGROUP NOACK alone.  No BLOCK: when the
+ * batch was not full the loop pauses GATHER_MS anyway.
+ */
 static size_t read_batch(void)
 {
-    size_t got = 0;
-    char count[16];
+    redisContext *c = ctx();
+    char count[16], seq[24];
+    bool lease = g.cfg->detect.acknowledge;
     snprintf(count, sizeof count, "%u", g.cfg->detect.batch);
-    /* acknowledge = no: NOACK, the entries never enter the pending list */
-    const char *av[] = { "XREADGROUP", "GROUP", RG_DETECT_GROUP, g.consumer, "COUNT", count,
-                         "BLOCK", BLOCK_MS, "NOACK", "STREAMS", RG_KEY_EVENTS, ">" };
-    if (g.cfg->detect.acknowledge)
-        memmove(&av[8], &av[9], 3 * sizeof av[0]);
-    redisReply *r = redisCommandArgv(ctx(), g.cfg->detect.acknowledge ? 11 : 12, av, NULL);
-    if (r == NULL) {
-        store_lost(ctx()->errstr);
-        return 0;
+    snprintf(seq, sizeof seq, "%" PRIu64, ++g.read_seq);
+    const char *rav[] = { "XREADGROUP", "GROUP", RG_DETECT_GROUP, g.consumer, "COUNT", count,
+                          "NOACK", "STREAMS", RG_KEY_EVENTS, ">" };
+    const char *mav[] = { "MULTI" }, *eav[] = { "EXEC" };
+    const char *lb[] = { "EVAL", lease_lua, "2", RG_KEY_EVENTS, RG_KEY_DETECT_LEASE,
+                         RG_DETECT_GROUP, g.consumer, "begin", seq };
+    const char *le[] = { "EVAL", lease_lua, "2", RG_KEY_EVENTS, RG_KEY_DETECT_LEASE,
+                         RG_DETECT_GROUP, g.consumer, "end", seq };
+    if (lease) {
+        redisAppendCommandArgv(c, 1, mav, NULL);
+        redisAppendCommandArgv(c, 9, lb, NULL);
     }
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (strstr(r->str, "NOGROUP"))
+    redisAppendCommandArgv(c, 10, rav, NULL);
+    if (lease) {
+        redisAppendCommandArgv(c, 9, le, NULL);
+        redisAppendCommandArgv(c, 1, eav, NULL);
+    }
+    arena_reset();
+    rnode *r = NULL;
+    for (int i = 0; i < (lease ? 5 : 1); i++) {
+        if ((r = arena_reply()) == NULL) {
+            /* the reply is lost: whether EXEC ran, the lease's number tells */
+            g.redo = lease;
+            return 0;
+        }
+    }
+    /* the read's reply: EXEC's second element, or the reply itself */
+    const char *why = NULL;
+    if (r->type == REDIS_REPLY_ERROR)
+        why = r->str;
+    else if (lease && (r->type != REDIS_REPLY_ARRAY || r->len != 3))
+        why = "EXEC: no transaction reply";
+    else if (lease)
+        for (size_t i = 0; i < 3 && why == NULL; i++)
+            if (r->elem[i]->type == REDIS_REPLY_ERROR)
+                why = r->elem[i]->str;
+    if (why) {
+        if (strstr(why, "NOGROUP"))
             g.group_ok = false;     /* the stream was deleted: create again */
         else
-            rg_error("error: XREADGROUP: %s", r->str);
-        freeReplyObject(r);
+            rg_error("error: XREADGROUP: %s", why);
         return 0;
     }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
-        got = r->element[0]->element[1]->elements;
-        process(r->element[0]->element[1]);
+    if (lease) {
+        const rnode *p = r->elem[2];
+        g.pending = p->type == REDIS_REPLY_INTEGER ? (uint64_t)p->integer : UINT64_MAX;
+        r = r->elem[1];
     }
-    freeReplyObject(r);
+    size_t got = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->len == 1 && r->elem[0]->type == REDIS_REPLY_ARRAY &&
+        r->elem[0]->len == 2 && r->elem[0]->elem[1]->type == REDIS_REPLY_ARRAY) {
+        got = r->elem[0]->elem[1]->len;
+        if (process_list(r->elem[0]->elem[1], false) < 0 && lease)
+            g.redo = true;          /* the lease stays ours: do the batch again */
+    }
     return got;
+}
+
+/* A clean exit: the last batch was done, its lease goes. */
+static void lease_drop(void)
+{
+    if (g.ad == NULL || !g.cfg->detect.acknowledge || g.redo)
+        return;
+    const char *av[] = { "HDEL", RG_KEY_DETECT_LEASE, g.consumer };
+    redisReply *r = command(3, av);
+    if (r)
+        freeReplyObject(r);
 }
 
 /* --- start ------------------------------------------------------------------------------ */
@@ -657,6 +1170,7 @@ int main(int argc, char **argv)
 
     snprintf(g.consumer, sizeof g.consumer, "%s:%ld", g.cfg->node, (long)getpid());
     snprintf(g.autoclaim_from, sizeof g.autoclaim_from, "0-0");
+    g.pending = UINT64_MAX;
     rg_info("starting: store %s, consumer %s of group %s, k %.1f floor %" PRIu64
             " action %s, countries_per_hour %u ips_per_hour %u%s", g.cfg->store_text, g.consumer,
             RG_DETECT_GROUP, g.cfg->detect.k, g.cfg->detect.floor,
@@ -674,16 +1188,25 @@ int main(int argc, char **argv)
         }
         if (ensure_group() < 0)
             continue;
+        if (g.redo) {
+            if (redo_own_lease() < 0) {
+                usleep(100 * 1000);
+                continue;
+            }
+            g.redo = false;
+        }
         autoclaim();
         /* A batch that was not full: the detector keeps up.  Waiting a moment
          * lets the next batch gather more events, so that the per-batch work
-         * (one read, one write, one XACK) is shared by more of them; a
-         * detection comes at most GATHER_MS later. */
+         * (one read, one write) is shared by more of them; a detection comes
+         * at most GATHER_MS later. */
         if (g.ad && read_batch() < g.cfg->detect.batch && !g.stop && !g.hup)
             usleep(GATHER_MS * 1000);
     }
     rg_info("stopping: %lu events read, %lu detections", g.events, g.detections);
+    lease_drop();
     rg_admin_close(&g.ad);
+    arena_free();
     cache_clear();
     if (g.geo)
         g.geo->free(g.geo);

@@ -1,5 +1,5 @@
 /*
- * filter.c - relayguard-milter's milter callbacks (proto.h): translate the MTA's
+ * filter.c - relayguard-milter's milter callbacks (milter/proto.h): translate the MTA's
  * events into rg_engine_check() calls and the verdicts into SMTP replies,
  * then decorate accepted mail: remove inbound copies of relayguard's own
  * headers, add the account's headers (headers.h) and DKIM-sign (dkim.h).
@@ -14,11 +14,16 @@
  * Postfix's non_smtpd_milters (sendmail/pickup) may not refuse a recipient:
  * there a RCPT refusal is returned at end of headers, and Postfix bounces
  * the message.  Postfix hides from milters the "Received: ... (Postfix,
- * from userid N)" header it adds to such mail, so the unix user is not
- * known here: local submission is the client localhost [127.0.0.1].
+ * from userid N)" header it adds to such mail, so the unix user comes from
+ * the X-Relayguard-Local header that relayguard-sendmail(8) adds (its value
+ * goes to the engine, which verifies it: localsub.h).  Headers come after
+ * the recipients, so for such mail the RCPT checks of every recipient run
+ * at end of headers.  The same holds for unauthenticated mail from the
+ * local_smtp_clients (Sendmail's MSP relays local mail over SMTP).  Every inbound X-Relayguard-Local header is removed
+ * (with all X-Relayguard-* headers) before the message is queued.
  *
  * State: a connection (conn) is the rgm_setpriv data; its current message
- * (msg) lives inside it.  Nothing per message is static: server.c runs
+ * (msg) lives inside it.  Nothing per message is static: the server (server.c) runs
  * callbacks of different connections on different threads.  Every message
  * ends in msg_end(), whether by end of message, abort, a new MAIL or close.
  */
@@ -39,6 +44,7 @@
 #include "filter.h"
 #include "geoip.h"
 #include "headers.h"
+#include "localsub.h"
 #include "log.h"
 #include "match.h"
 #include "store.h"
@@ -140,9 +146,8 @@ static unsigned live_sessions;
 
 void rg_milter_gen_shutdown(void)
 {
-    /* rgm_server_stop has ended every session; a message still holding the
-     * generation would be a bug, but wait for it (at most 5 s) rather than
-     * pull the engine from under it. */
+    /* rgm_server_stop returns on SIGTERM while worker threads may still be closing
+     * their sessions: let them finish (at most 5 s) before the engine goes. */
     for (int i = 0; i < 500 && __atomic_load_n(&live_sessions, __ATOMIC_ACQUIRE) > 0; i++)
         usleep(10000);
     if (__atomic_load_n(&live_sessions, __ATOMIC_ACQUIRE) > 0)
@@ -182,6 +187,14 @@ typedef struct msg {
     int nadded;
     int deferred;               /* nonsmtp: a RCPT refusal waits in refusal */
     rg_verdict refusal;
+    char **rp_rcpts;            /* SMTP: accepted recipients, for a managed return path */
+    size_t n_rp_rcpts;
+    int local;                  /* local submission: non-SMTP, or an unauthenticated
+                                   local_smtp_clients client (Sendmail's MSP) */
+    char *local_token;          /* local: the first X-Relayguard-Local value, or NULL */
+    char **rcpts;               /* local: recipients, checked at end of headers */
+    size_t nrcpts;
+    int rcpts_checked;          /* local: rcpt_checks_at_eoh ran */
 } msg;
 
 typedef struct conn {
@@ -191,6 +204,7 @@ typedef struct conn {
     char client_name[256];
     int nonsmtp;                /* Postfix non_smtpd_milters: sendmail/pickup, QMQP */
     unsigned long nr;           /* SMFIP_NR_* the MTA granted: steps without a reply */
+    int chgfrom;                /* the MTA granted SMFIF_CHGFROM (managed return path) */
     msg *m;
 } conn;
 
@@ -204,6 +218,13 @@ static void msg_end(conn *c)
         free(m->hdrs[i].value);
     }
     free(m->hdrs);
+    for (size_t i = 0; i < m->nrcpts; i++)
+        free(m->rcpts[i]);
+    free(m->rcpts);
+    free(m->local_token);
+    for (size_t i = 0; i < m->n_rp_rcpts; i++)
+        free(m->rp_rcpts[i]);
+    free(m->rp_rcpts);
     rg_dkim_signer_free(m->signer);
     rg_headers_free(m->added, m->nadded);
     gen_put(m->g);
@@ -243,9 +264,7 @@ static rg_verdict decide(msg *m, const rg_request *req)
     return a.v;
 }
 
-/* SMTP reply for a refusal; text without CR/LF, '%' doubled (the milter
- * protocol's convention: Sendmail uses the reply as a format string, Postfix
- * turns "%%" back into "%"). */
+/* SMTP reply for a refusal; text without CR/LF, '%' doubled (as the reply code API expects). */
 static rgm_status refuse(rgm_ctx *ctx, const rg_verdict *v)
 {
     char code[8], text[RG_TEXT_MAX * 2];
@@ -284,14 +303,16 @@ static void base_request(const conn *c, const msg *m, rg_stage stage, rg_request
     r->client_addr = c->client_addr;
     r->client_name = c->client_name;
     r->sender = m->sender;
+    /* local submission: the engine identifies it by its token */
+    if (m->local)
+        r->local_token = m->local_token ? m->local_token : "";
 }
 
 /* ------------------------------------------------------------ callbacks */
 
 /*
- * Every protocol step costs the MTA and the milter a packet, a reply the
- * MTA waits for costs a round trip, so ask the MTA for as few as the
- * checks need:
+ * The protocol steps each message costs are most of the milter's CPU
+ * (every packet is a wake-up and a reply a write), so ask the MTA for as few as the checks need:
  *  - no HELO, DATA or unknown commands;
  *  - no reply to connect, MAIL, each header, end of headers and each body
  *    chunk (SMFIP_NR_*): only RCPT and end of message answer.  A MAIL that
@@ -325,7 +346,8 @@ static rgm_status cb_negotiate(rgm_ctx *ctx, unsigned long f0, unsigned long f1,
                              unsigned long f3, unsigned long *pf0, unsigned long *pf1,
                              unsigned long *pf2, unsigned long *pf3)
 {
-    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGFROM | SMFIF_SETSYMLIST);
+    *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_SETSYMLIST | SMFIF_CHGFROM);
+    conn_of(ctx)->chgfrom = (*pf0 & SMFIF_CHGFROM) != 0;
     *pf1 = f1 & (SMFIP_NOUNKNOWN | SMFIP_NOHELO | SMFIP_NODATA | RG_NR_FLAGS);
     conn_of(ctx)->nr = *pf1 & RG_NR_FLAGS;
     *pf2 = 0;
@@ -420,6 +442,8 @@ static rgm_status cb_envfrom(rgm_ctx *ctx, char **argv)
     const char *from = (argv && argv[0]) ? argv[0] : "";
     rg_strlcpy(m->sender, from, sizeof m->sender);
     m->size_declared = esmtp_size(argv);
+    m->local = c->nonsmtp ||
+               (m->login[0] == '\0' && rg_localsub_smtp_client(&g->cfg->local, c->client_addr));
     /* The engine is first asked at RCPT, where it runs every MAIL check
      * too (account, sender domain, networks, countries, SIZE=): one Redis
      * round trip less per message, and envelope refusals come at the same
@@ -436,6 +460,12 @@ static rgm_status cb_envrcpt(rgm_ctx *ctx, char **argv)
         return RGM_TEMPFAIL;
     if (m->qid[0] == '\0')
         copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    if (m->local) {
+        /* the submitter is known from a header: checked at end of headers */
+        m->rcpts = rg_realloc(m->rcpts, (m->nrcpts + 1) * sizeof *m->rcpts);
+        m->rcpts[m->nrcpts++] = rg_strdup((argv && argv[0]) ? argv[0] : "");
+        return RGM_CONTINUE;
+    }
     if (m->ours == 0) {
         m->nrcpt++;             /* not relayguard's mail (dunno at the first RCPT) */
         return RGM_CONTINUE;
@@ -445,15 +475,15 @@ static rgm_status cb_envrcpt(rgm_ctx *ctx, char **argv)
     r.recipient = (argv && argv[0]) ? argv[0] : "";
     r.size = m->size_declared;
     rg_verdict v = decide(m, &r);
-    if ((v.action == RG_REJECT || v.action == RG_TEMPFAIL) && c->nonsmtp) {
-        defer(m, &v);           /* given at end of message; Postfix bounces it */
-        return RGM_CONTINUE;
-    }
     if (v.action == RG_REJECT || v.action == RG_TEMPFAIL)
         return refuse(ctx, &v);
     m->ours = v.action == RG_ACCEPT;
     rg_strlcpy(m->account, v.account, sizeof m->account);
     m->nrcpt++;
+    if (m->ours) {              /* listed in a managed return path's record */
+        m->rp_rcpts = rg_realloc(m->rp_rcpts, (m->n_rp_rcpts + 1) * sizeof *m->rp_rcpts);
+        m->rp_rcpts[m->n_rp_rcpts++] = rg_strdup(r.recipient);
+    }
     return RGM_CONTINUE;
 }
 
@@ -477,6 +507,8 @@ static rgm_status cb_header(rgm_ctx *ctx, char *name, char *value)
     m->size += strlen(name) + strlen(value) + 4;
     if (strcasecmp(name, "From") == 0)
         m->nfrom++;
+    if (m->local_token == NULL && strcasecmp(name, RG_LOCALSUB_HEADER) == 0)
+        m->local_token = rg_strdup(value);
     return go_on(c, SMFIP_NR_HDR);
 }
 
@@ -527,6 +559,34 @@ static void plan_with_account(void *arg, const rg_account *a)
         rg_dkim_sign_also(m->signer, m->added[i].name);
 }
 
+/* Local submission: the RCPT checks of every recipient, now that the token
+ * header is known; a refusal waits for end of message (Postfix bounces a
+ * non-SMTP message; Sendmail's MSP hears it at end of data and bounces). */
+static void rcpt_checks_at_eoh(const conn *c, msg *m)
+{
+    if (m->rcpts_checked)
+        return;
+    m->rcpts_checked = 1;
+    for (size_t i = 0; i < m->nrcpts && !m->deferred; i++) {
+        if (m->ours == 0) {
+            m->nrcpt++;         /* not relayguard's mail (dunno at the first) */
+            continue;
+        }
+        rg_request r;
+        base_request(c, m, RG_STAGE_RCPT, &r);
+        r.recipient = m->rcpts[i];
+        r.size = m->size_declared;
+        rg_verdict v = decide(m, &r);
+        if (v.action == RG_REJECT || v.action == RG_TEMPFAIL) {
+            defer(m, &v);
+            break;
+        }
+        m->ours = v.action == RG_ACCEPT;
+        rg_strlcpy(m->account, v.account, sizeof m->account);
+        m->nrcpt++;
+    }
+}
+
 /*
  * End of headers: the header From check and the decoration plan.  Its
  * verdict is given at end of message (SMFIP_NR_EOH: the MTA does not wait
@@ -540,6 +600,8 @@ static rgm_status cb_eoh(rgm_ctx *ctx)
         return cannot_go_on(c, SMFIP_NR_EOH);
     if (m->qid[0] == '\0')
         copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    if (m->local)
+        rcpt_checks_at_eoh(c, m);
     if (m->deferred || m->ours != 1)
         return go_on(c, SMFIP_NR_EOH);
     char *from = from_values(m);
@@ -608,6 +670,8 @@ static rgm_status cb_eom(rgm_ctx *ctx)
     if (m == NULL)
         return RGM_TEMPFAIL;
     copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    if (m->local)
+        rcpt_checks_at_eoh(c, m);       /* in case end of headers never came */
     char *keep = rg_calloc(m->nhdrs + 1, 1);
     if (m->deferred) {
         /* refused at end of headers, or (non-SMTP) at RCPT */
@@ -624,10 +688,21 @@ static rgm_status cb_eom(rgm_ctx *ctx)
     base_request(c, m, RG_STAGE_EOM, &r);
     r.recipient_count = m->nrcpt;
     r.size = m->size;
+    /* managed return path: every recipient (non-SMTP: all were checked together) */
+    r.can_change_sender = c->chgfrom;
+    r.recipients = (const char *const *)(c->nonsmtp ? m->rcpts : m->rp_rcpts);
+    r.n_recipients = (unsigned)(c->nonsmtp ? m->nrcpts : m->n_rp_rcpts);
     rg_verdict v = decide(m, &r);
     if (v.action == RG_REJECT || v.action == RG_TEMPFAIL) {
         rc = refuse(ctx, &v);
         goto done;
+    }
+    if (v.return_path[0]) {
+        /* the engine wrote the token's record before answering */
+        char rp[RG_ADDR_MAX + 3];
+        snprintf(rp, sizeof rp, "<%s>", v.return_path);
+        if (rgm_chgfrom(ctx, rp, NULL) != RGM_SUCCESS)
+            goto failed;
     }
     if (strip_own_headers(ctx, m, keep) < 0)
         goto failed;

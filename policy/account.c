@@ -59,6 +59,7 @@ rg_account_new(const char *name)
     a->countries = strv_empty();
     a->webhook_events = strv_empty();
     a->detect_action = -1;
+    a->bounces = -1;
     return a;
 }
 
@@ -371,6 +372,24 @@ rg_account_set(rg_account *a, const char *key, const char *value, char *err, siz
             rg_seterr(err, errlen, "bad detect_action '%s' (alert, throttle or suspend)", value);
             return -1;
         }
+    } else if (strcmp(key, "bounce_rate") == 0 || strcmp(key, "complaint_rate") == 0) {
+        double *slot = key[0] == 'b' ? &a->bounce_rate : &a->complaint_rate;
+        if (value[0] == '\0' || strcmp(value, "default") == 0) {
+            *slot = 0;
+        } else if (rg_rate_parse(value, slot) < 0) {
+            rg_seterr(err, errlen, "bad %s '%s' (a percentage above 0, at most 100%%, e.g. %s)",
+                      key, value, key[0] == 'b' ? "5%" : "0.1%");
+            return -1;
+        }
+    } else if (strcmp(key, "bounces") == 0) {
+        if (value[0] == '\0' || strcmp(value, "default") == 0) {
+            a->bounces = -1;
+        } else if (strcmp(value, "managed") == 0 || strcmp(value, "off") == 0) {
+            a->bounces = value[0] == 'm';
+        } else {
+            rg_seterr(err, errlen, "bad bounces '%s' (managed, off or default)", value);
+            return -1;
+        }
     } else if (strcmp(key, "throttle") == 0) {
         rg_limit l;
         char why[256];
@@ -596,6 +615,22 @@ rg_account_to_fields(const rg_account *a, const char **keys, char **values, size
         keys[n] = "throttle";
         values[n++] = rg_strdup(rg_limit_format(a->throttle, spec, sizeof spec));
     }
+    if (a->bounces >= 0 && n < max) {
+        keys[n] = "bounces";
+        values[n++] = rg_strdup(a->bounces ? "managed" : "off");
+    }
+    if (a->bounce_rate > 0 && n < max) {
+        char num[32];
+        snprintf(num, sizeof num, "%.6g%%", a->bounce_rate * 100);
+        keys[n] = "bounce_rate";
+        values[n++] = rg_strdup(num);
+    }
+    if (a->complaint_rate > 0 && n < max) {
+        char num[32];
+        snprintf(num, sizeof num, "%.6g%%", a->complaint_rate * 100);
+        keys[n] = "complaint_rate";
+        values[n++] = rg_strdup(num);
+    }
     if (a->throttle_until > 0 && n < max) {
         char num[24];
         snprintf(num, sizeof num, "%lld", (long long)a->throttle_until);
@@ -619,7 +654,8 @@ rg_account_from_fields(const char *name, char *const *keys, char *const *values,
                                    "suspended", "feedback_id", "list_unsubscribe", "bulk",
                                    "account_header", "webhook_url", "webhook_events",
                                    "webhook_secret", "detect_action", "throttle",
-                                   "throttle_until" };
+                                   "throttle_until", "bounces", "bounce_rate",
+                                   "complaint_rate" };
     rg_account *a;
     char why[384];
 
@@ -641,6 +677,12 @@ rg_account_from_fields(const char *name, char *const *keys, char *const *values,
         }
     }
     return a;
+}
+
+bool
+rg_account_bounces_managed(const rg_account *a, bool managed_default)
+{
+    return a->bounces < 0 ? managed_default : a->bounces == 1;
 }
 
 const rg_limit *

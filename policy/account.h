@@ -28,6 +28,10 @@
  *       detect_action    = suspend   # alert | throttle | suspend; default: the detect block's
  *       throttle         = rate 10/1h name=throttle     # set by detectd with throttle_until,
  *       throttle_until   = 1764000000                   # cleared by relayguard account resume
+ *       bounce_rate      = 2%        # reputation thresholds; default: the detect block's
+ *       complaint_rate   = 0.05%
+ *       # the managed return path (relayguard.conf bounce block, verp.h)
+ *       bounces          = managed   # managed | off; default: the bounce block's "bounces"
  *   }
  *
  * The account named "default" applies to SASL logins that no account claims.
@@ -70,7 +74,15 @@ typedef struct rg_account {
     int detect_action;        /* -1: the detect block's action; else an rg_detect_action */
     rg_limit *throttle;       /* the temporary limit of a "throttle" action; NULL when none */
     int64_t throttle_until;   /* Unix seconds; the engine applies throttle until then */
+    double bounce_rate;       /* reputation thresholds (fractions); 0: the detect block's */
+    double complaint_rate;
+    int bounces;              /* managed return path: -1 the bounce block's default, 0 off,
+                                 1 managed */
 } rg_account;
+
+/* Does the account get a managed return path, managed_default being the
+ * bounce block's "bounces"? */
+bool rg_account_bounces_managed(const rg_account *a, bool managed_default);
 
 /* A valid account name: 1..64 of [A-Za-z0-9._@+-]. */
 bool rg_account_name_valid(const char *name);

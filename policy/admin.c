@@ -738,42 +738,61 @@ static long scan_keys(rg_admin *ad, const char *pattern, size_t strip_head, size
     return count;
 }
 
-/* GET key as an unsigned integer (0 when absent).  0 / -1. */
-static int get_u64(rg_admin *ad, const char *key, uint64_t *out)
+/* A number Lua wrote (0 when absent or not a number); Lua may write
+ * numbers as floats ("1.7e+15"): read them as doubles then. */
+static uint64_t reply_u64(const char *str)
 {
-    const char *argv[] = { "GET", key };
-    redisReply *r = cmd_argv(ad, 2, argv);
-    if (r == NULL)
-        return -1;
-    *out = 0;
-    if (r->type == REDIS_REPLY_STRING) {
-        /* Lua may write numbers as floats ("1.7e+15"); read them as doubles then. */
-        char *e;
-        errno = 0;
-        unsigned long long v = strtoull(r->str, &e, 10);
-        if (*e != '\0' || errno) {
-            double d = strtod(r->str, &e);
-            v = d > 0 ? (unsigned long long)d : 0;
-        }
-        *out = v;
+    char *e;
+    errno = 0;
+    unsigned long long v = strtoull(str, &e, 10);
+    if (*e != '\0' || errno) {
+        double d = strtod(str, &e);
+        v = d > 0 ? (unsigned long long)d : 0;
     }
-    freeReplyObject(r);
-    return 0;
+    return v;
 }
 
-/* Fill st for one bucket.  0 / -1. */
+/* Fill st for one bucket: its hash rg:h:BUCKET holds the holds (slot ->
+ * units), a rate's TAT (_t) and a quota's use per window (q:WINDOW); keys.h.
+ * 0 / -1. */
 static int bucket_state(rg_admin *ad, const rg_limit *l, const char *bucket, uint64_t now_ms,
                         rg_limit_state *st)
 {
-    char key[600];
+    char key[600], qfield[40] = "";
+    uint64_t start, end = 0, tat = 0;
     if (rg_strlcpy(st->bucket, bucket, sizeof st->bucket) >= sizeof st->bucket) {
         set_err(ad, "bucket id too long");
         return -1;
     }
+    if (l->kind == RG_LIMIT_QUOTA) {
+        rg_window_bounds(l, now_ms, &start, &end, st->window, sizeof st->window);
+        snprintf(qfield, sizeof qfield, "q:%s", st->window);
+    }
+    if (key_fmt(ad, key, sizeof key, "%s%s", RG_KEY_HOLDS, bucket) < 0)
+        return -1;
+    const char *argv[] = { "HGETALL", key };
+    redisReply *r = cmd_argv(ad, 2, argv);
+    if (r == NULL)
+        return -1;
+    st->holds = 0;
+    st->used = 0;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const char *f = r->element[i]->str, *v = r->element[i + 1]->str;
+        if (f[0] >= '0' && f[0] <= '9') {
+            /* a slot: holds that have lapsed do not count */
+            uint64_t slot = strtoull(f, NULL, 10);
+            long long units = strtoll(v, NULL, 10);
+            if (slot * RG_HOLD_SLOT_MS > now_ms && units > 0)
+                st->holds += (uint64_t)units;
+        } else if (l->kind == RG_LIMIT_RATE && strcmp(f, "_t") == 0) {
+            tat = reply_u64(v);
+        } else if (l->kind == RG_LIMIT_QUOTA && strcmp(f, qfield) == 0) {
+            st->used = reply_u64(v);
+        }
+    }
+    freeReplyObject(r);
     if (l->kind == RG_LIMIT_RATE) {
-        uint64_t tat, now_us = now_ms * 1000;
-        if (key_fmt(ad, key, sizeof key, "%s%s", RG_KEY_RATE, bucket) < 0 || get_u64(ad, key, &tat) < 0)
-            return -1;
+        uint64_t now_us = now_ms * 1000;
         st->used = rg_gcra_used(l, now_us, tat);
         st->left = l->burst - st->used;
         uint64_t t = gcra_interval_us(l), tau = l->burst * t;
@@ -782,33 +801,11 @@ static int bucket_state(rg_admin *ad, const rg_limit *l, const char *bucket, uin
         /* one more fits when tat + T - now <= tau */
         st->next_ms = tat + t > now_us + tau ? (tat + t - now_us - tau + 999) / 1000 : 0;
     } else {
-        uint64_t start, end;
-        rg_window_bounds(l, now_ms, &start, &end, st->window, sizeof st->window);
-        if (key_fmt(ad, key, sizeof key, "%s%s:%s", RG_KEY_QUOTA, bucket, st->window) < 0
-            || get_u64(ad, key, &st->used) < 0)
-            return -1;
         st->left = st->used < l->count ? l->count - st->used : 0;
         st->free_ms = end > now_ms ? end - now_ms : 0;
         st->reset_at_ms = end;
         st->next_ms = st->left > 0 ? 0 : st->free_ms;
     }
-    if (key_fmt(ad, key, sizeof key, "%s%s", RG_KEY_HOLDS, bucket) < 0)
-        return -1;
-    /* holds: slot -> units; slots that have lapsed do not count (keys.h) */
-    const char *argv[] = { "HGETALL", key };
-    redisReply *r = cmd_argv(ad, 2, argv);
-    if (r == NULL)
-        return -1;
-    st->holds = 0;
-    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
-        if (r->element[i]->str[0] == '_')
-            continue;           /* the summary fields _n and _lo */
-        uint64_t slot = strtoull(r->element[i]->str, NULL, 10);
-        long long units = strtoll(r->element[i + 1]->str, NULL, 10);
-        if (slot * RG_HOLD_SLOT_MS > now_ms && units > 0)
-            st->holds += (uint64_t)units;
-    }
-    freeReplyObject(r);
     return 0;
 }
 
@@ -837,9 +834,8 @@ int rg_admin_limit_states(rg_admin *ad, const rg_limit *l, const char *account,
         return 1;
     }
 
-    /* Scope domain/ip: every subject with a rate, a current quota window or holds. */
-    char prefix[512], esc[1100], pattern[1200], win[32];
-    uint64_t start, end;
+    /* Scope domain/ip: every subject with a bucket hash (rate, quota, holds). */
+    char prefix[512], esc[1100], pattern[1200];
     if (subject_prefix(ad, l, account, prefix, sizeof prefix) < 0
         || glob_escape(prefix, esc, sizeof esc) < 0) {
         set_err(ad, "bucket id too long");
@@ -847,19 +843,8 @@ int rg_admin_limit_states(rg_admin *ad, const rg_limit *l, const char *account,
     }
     strset subjects = { 0 };
     int ret = 0;
-    if (l->kind == RG_LIMIT_RATE) {
-        snprintf(pattern, sizeof pattern, "%s%s*", RG_KEY_RATE, esc);
-        if (scan_keys(ad, pattern, strlen(RG_KEY_RATE) + strlen(prefix), 0, &subjects, false) < 0)
-            ret = -1;
-    } else {
-        rg_window_bounds(l, now_ms, &start, &end, win, sizeof win);
-        snprintf(pattern, sizeof pattern, "%s%s*:%s", RG_KEY_QUOTA, esc, win);
-        if (scan_keys(ad, pattern, strlen(RG_KEY_QUOTA) + strlen(prefix), 1 + strlen(win),
-                      &subjects, false) < 0)
-            ret = -1;
-    }
     snprintf(pattern, sizeof pattern, "%s%s*", RG_KEY_HOLDS, esc);
-    if (ret == 0 && scan_keys(ad, pattern, strlen(RG_KEY_HOLDS) + strlen(prefix), 0, &subjects, false) < 0)
+    if (scan_keys(ad, pattern, strlen(RG_KEY_HOLDS) + strlen(prefix), 0, &subjects, false) < 0)
         ret = -1;
     if (ret == 0)
         strset_sort(&subjects);
@@ -879,39 +864,29 @@ int rg_admin_limit_states(rg_admin *ad, const rg_limit *l, const char *account,
     return ret;
 }
 
-/* DEL the rate, holds and every quota window of one bucket.  Keys deleted, or -1. */
+/* UNLINK the hash of one bucket (its rate, every quota window and its
+ * holds), or of every bucket under a prefix.  Keys deleted, or -1. */
 static long reset_bucket(rg_admin *ad, const char *bucket, bool is_prefix)
 {
     char esc[1100], pattern[1200];
-    long n = 0, k;
-    if (glob_escape(bucket, esc, sizeof esc) < 0) {
-        set_err(ad, "bucket id too long");
-        return -1;
-    }
     if (is_prefix) {
-        const char *heads[] = { RG_KEY_RATE, RG_KEY_QUOTA, RG_KEY_HOLDS };
-        for (size_t i = 0; i < 3; i++) {
-            snprintf(pattern, sizeof pattern, "%s%s*", heads[i], esc);
-            if ((k = scan_keys(ad, pattern, 0, 0, NULL, true)) < 0)
-                return -1;
-            n += k;
+        if (glob_escape(bucket, esc, sizeof esc) < 0) {
+            set_err(ad, "bucket id too long");
+            return -1;
         }
-        return n;
+        snprintf(pattern, sizeof pattern, "%s%s*", RG_KEY_HOLDS, esc);
+        return scan_keys(ad, pattern, 0, 0, NULL, true);
     }
-    char rate[600], holds[600];
-    if (key_fmt(ad, rate, sizeof rate, "%s%s", RG_KEY_RATE, bucket) < 0
-        || key_fmt(ad, holds, sizeof holds, "%s%s", RG_KEY_HOLDS, bucket) < 0)
+    char holds[600];
+    if (key_fmt(ad, holds, sizeof holds, "%s%s", RG_KEY_HOLDS, bucket) < 0)
         return -1;
-    const char *argv[] = { "UNLINK", rate, holds };
-    redisReply *r = cmd_argv(ad, 3, argv);
+    const char *argv[] = { "UNLINK", holds };
+    redisReply *r = cmd_argv(ad, 2, argv);
     if (r == NULL)
         return -1;
-    n += r->integer;
+    long n = r->integer;
     freeReplyObject(r);
-    snprintf(pattern, sizeof pattern, "%s%s:*", RG_KEY_QUOTA, esc);
-    if ((k = scan_keys(ad, pattern, 0, 0, NULL, true)) < 0)
-        return -1;
-    return n + k;
+    return n;
 }
 
 long rg_admin_limit_reset(rg_admin *ad, const rg_limit *l, const char *account,

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <syslog.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -328,6 +329,13 @@ rg_config_new_default(void)
     c->detect.batch = 2000;
     c->detect.claim_idle_ms = 60 * 1000;
     c->detect.acknowledge = true;
+    c->detect.bounce_rate = 0.05;
+    c->detect.complaint_rate = 0.001;
+    c->detect.reputation_window_ms = 24ull * 3600 * 1000;
+    c->detect.reputation_min = 1000;
+    c->detect.reputation_action[0] = RG_DETECT_THROTTLE;
+    c->detect.n_reputation_action = 1;
+    rg_localsub_conf_init(&c->local);
     return c;
 }
 
@@ -372,6 +380,7 @@ rg_config_free(rg_config *c)
     rg_strv_free(c->bounce.sendmail);
     free(c->detect.user);
     free(c->detect.pidfile);
+    rg_localsub_conf_clear(&c->local);
     free(c);
 }
 
@@ -512,6 +521,13 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         }
         c->limits = rg_realloc(c->limits, (c->n_limits + 1) * sizeof *c->limits);
         c->limits[c->n_limits++] = l;
+    } else if (strncmp(k, "local_", 6) == 0) {
+        /* local submission (localsub.h) */
+        int r = rg_localsub_conf_apply(&c->local, k, v, file, it->line, err, errlen);
+        if (r == 0)
+            rg_seterr(err, errlen, "%s:%d: unknown key '%s'", file, it->line, k);
+        if (r <= 0)
+            return -1;
     } else {
         rg_seterr(err, errlen, "%s:%d: unknown key '%s'", file, it->line, k);
         return -1;
@@ -804,14 +820,25 @@ apply_bounce(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
 
     if (strcmp(k, "domain") == 0) {
         char d[256];
-        if (rg_strlcpy(d, v, sizeof d) >= sizeof d || strchr(d, '.') == NULL ||
+        /* a fixed name, or a template "LABELS.%d" (%d: the sender's domain; verp.h) */
+        const char *pc = strstr(v, "%d");
+        size_t plen = pc ? (size_t)(pc - v) : strlen(v);
+        if (rg_strlcpy(d, v, sizeof d) >= sizeof d || (pc == NULL && strchr(d, '.') == NULL) ||
+            (pc != NULL && (pc[2] != '\0' || plen < 2 || v[plen - 1] != '.')) ||
             strspn(d, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") !=
-            strlen(d) || d[0] == '.' || d[0] == '-') {
-            rg_seterr(err, errlen, "%s:%d: bad domain '%s' (a DNS name like bounce.example.com)",
-                    file, it->line, v);
+            plen || d[0] == '.' || d[0] == '-') {
+            rg_seterr(err, errlen, "%s:%d: bad domain '%s' (a DNS name like bounce.example.com, "
+                    "or a template like bounces.%%d)", file, it->line, v);
             return -1;
         }
         set_str(&b->domain, rg_lower(d));
+    } else if (strcmp(k, "bounces") == 0) {
+        if (strcmp(v, "managed") == 0 || strcmp(v, "off") == 0) {
+            b->managed = v[0] == 'm';
+        } else {
+            rg_seterr(err, errlen, "%s:%d: bad bounces '%s' (managed or off)", file, it->line, v);
+            return -1;
+        }
     } else if (strcmp(k, "key") == 0) {
         /* split at blanks only: an inline secret may hold any other character */
         char **w = rg_calloc(4, sizeof *w);
@@ -1068,6 +1095,24 @@ parse_real(const char *v, double lo, double hi, double *out)
     return 0;
 }
 
+int
+rg_rate_parse(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(s, &end);
+    if (errno != 0 || end == s || !isfinite(d))
+        return -1;
+    if (*end == '%') {
+        d /= 100;
+        end++;
+    }
+    if (*end != '\0' || !(d > 0 && d <= 1))
+        return -1;
+    *out = d;
+    return 0;
+}
+
 /* Apply one item of the detect block.  0, or -1 with "FILE:LINE: message" in err. */
 static int
 apply_detect(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
@@ -1084,6 +1129,7 @@ apply_detect(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         { "cooldown", offsetof(rg_detect_conf, cooldown_ms), 0 },
         { "refused_window", offsetof(rg_detect_conf, refused_window_ms), 60 * 1000 },
         { "claim_idle", offsetof(rg_detect_conf, claim_idle_ms), 1000 },
+        { "reputation_window", offsetof(rg_detect_conf, reputation_window_ms), 3600 * 1000 },
     };
 
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
@@ -1092,7 +1138,8 @@ apply_detect(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         uint64_t *slot = (uint64_t *)((char *)d + durations[i].off);
         if (rg_duration_parse(v, slot) < 0 || *slot < durations[i].min) {
             rg_seterr(err, errlen, "%s:%d: bad %s '%s' (a duration of %s at least, e.g. 1h)",
-                    file, it->line, k, v, durations[i].min >= 60000 ? "1m" :
+                    file, it->line, k, v, durations[i].min >= 3600000 ? "1h" :
+                    durations[i].min >= 60000 ? "1m" :
                     durations[i].min ? "1s" : "0s");
             return -1;
         }
@@ -1157,6 +1204,34 @@ apply_detect(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
         }
         *(k[0] == 'c' ? &d->countries_per_hour : k[0] == 'i' ? &d->ips_per_hour : &d->batch) =
             (unsigned)n;
+    } else if (strcmp(k, "bounce_rate") == 0 || strcmp(k, "complaint_rate") == 0) {
+        if (rg_rate_parse(v, k[0] == 'b' ? &d->bounce_rate : &d->complaint_rate) < 0) {
+            rg_seterr(err, errlen, "%s:%d: bad %s '%s' (a percentage above 0, at most 100%%, "
+                    "e.g. %s)", file, it->line, k, v, k[0] == 'b' ? "5%" : "0.1%");
+            return -1;
+        }
+    } else if (strcmp(k, "reputation_min") == 0) {
+        uint64_t n;
+        if (parse_count(v, &n) < 0 || n < 1 || n > 1000000000) {
+            rg_seterr(err, errlen, "%s:%d: bad %s '%s' (a count from 1, e.g. 1000)",
+                    file, it->line, k, v);
+            return -1;
+        }
+        d->reputation_min = n;
+    } else if (strcmp(k, "reputation_action") == 0) {
+        char **w = rg_strv_split(v);
+        size_t n = 0;
+        int bad = 0;
+        for (; w[n]; n++)
+            if (n >= 2 || rg_detect_action_parse(w[n], &d->reputation_action[n]) < 0)
+                bad = 1;
+        rg_strv_free(w);
+        if (bad || n == 0) {
+            rg_seterr(err, errlen, "%s:%d: bad reputation_action '%s' (alert, throttle or "
+                    "suspend, or two of them in turn: throttle, suspend)", file, it->line, v);
+            return -1;
+        }
+        d->n_reputation_action = (unsigned)n;
     } else if (strcmp(k, "acknowledge") == 0) {
         if (strcmp(v, "yes") == 0) {
             d->acknowledge = true;

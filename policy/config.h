@@ -12,6 +12,10 @@
  *   log              = syslog         syslog (facility mail) | stderr
  *   log_level        = info           debug | info | warning | error
  *   limit            = SPEC           global limits (scope global, domain or ip), repeatable
+ *   local_key        = PATH           local submission tokens (localsub.h); none by default
+ *   local_submission = optional       optional | required: refuse local mail without a token
+ *   local_max_age    = 1h             how old a token may be
+ *   local_sendmail   = /usr/sbin/sendmail   what relayguard-sendmail runs
  *
  *   policyd {
  *       listen          = inet:127.0.0.1:10040 | unix:/run/relayguard/policyd.sock
@@ -42,7 +46,11 @@
  *   }
  *
  *   bounce {                          the bounce and complaint loop (verp.h, bounce.h)
- *       domain      = bounce.example.com   return paths are bounces+TOKEN@DOMAIN
+ *       domain      = bounce.example.com   return paths are bounces+TOKEN@DOMAIN; or a
+ *                                          template "bounces.%d" (%d: the sender's domain)
+ *       bounces     = off                  managed | off: the default of accounts without
+ *                                          their own "bounces" (account.h): managed rewrites
+ *                                          the envelope sender at end of message (milter, Exim)
  *       key         = ID SECRET|/PATH [retired=YYYY-MM-DD]   HMAC keys, repeatable:
  *                                          the first key not retired signs; a retired
  *                                          key verifies tokens minted before that day
@@ -93,6 +101,15 @@
  *       claim_idle         = 60s      entries a dead detector left are taken over
  *       acknowledge        = yes      no: read with NOACK (no pending list, no XACK; a
  *                                     detector that dies loses the batch in hand)
+ *       bounce_rate        = 5%       hard bounces / recipients accepted over the
+ *                                     reputation window (per account: bounce_rate)
+ *       complaint_rate     = 0.1%     complaints / recipients accepted (per account:
+ *                                     complaint_rate); both fire when passed (above)
+ *       reputation_window  = 24h      the sliding window of both rates
+ *       reputation_min     = 1000     recipients the window must hold first
+ *       reputation_action  = throttle alert | throttle | suspend, or a list: "throttle,
+ *                                     suspend" throttles, then suspends when the rate is
+ *                                     still passed once the cool-down is over
  *       user               = relayguard
  *       pidfile            = PATH
  *   }
@@ -107,6 +124,7 @@
 #include <stdint.h>
 
 #include "limit.h"
+#include "localsub.h"
 
 #define RG_DEFAULT_CONFIG "/etc/relayguard/relayguard.conf"
 
@@ -149,6 +167,8 @@ typedef struct rg_bounce_conf {
     unsigned soft_count;        /* soft_bounces N (default 3; 0 = never) */
     uint64_t soft_window_ms;    /* soft_bounces M (default 7 days) */
     bool forward;               /* forward = yes */
+    bool managed;               /* bounces = managed: the default of accounts without
+                                   their own "bounces" (default off) */
     char **sendmail;            /* command and arguments, NULL-terminated, never NULL */
     int line;
 } rg_bounce_conf;
@@ -191,6 +211,13 @@ typedef struct rg_detect_conf {
     unsigned batch;             /* default 2000 */
     uint64_t claim_idle_ms;     /* default 60 s */
     bool acknowledge;           /* default yes */
+    /* reputation (detect.h): rates over a sliding window, actions in turn */
+    double bounce_rate;         /* default 0.05 (a fraction) */
+    double complaint_rate;      /* default 0.001 */
+    uint64_t reputation_window_ms; /* default 24 h */
+    uint64_t reputation_min;    /* default 1000 recipients */
+    rg_detect_action reputation_action[2]; /* default throttle (the last one repeats) */
+    unsigned n_reputation_action;          /* 1 or 2 */
     char *user;
     char *pidfile;
     int line;
@@ -199,6 +226,10 @@ typedef struct rg_detect_conf {
 /* "alert" | "throttle" | "suspend" into *out.  0, or -1 when unknown. */
 int rg_detect_action_parse(const char *s, rg_detect_action *out);
 const char *rg_detect_action_name(rg_detect_action a);
+
+/* A rate threshold: "5%", "0.1%" or a fraction "0.05"; above 0, at most 1.
+ * 0, or -1 when it does not parse. */
+int rg_rate_parse(const char *s, double *out);
 
 typedef struct rg_config {
     char *file;
@@ -247,6 +278,9 @@ typedef struct rg_config {
     rg_bounce_conf bounce;
 
     rg_detect_conf detect;
+
+    rg_localsub_conf local;     /* local_key, local_submission, local_max_age,
+                                   local_sendmail (localsub.h) */
 } rg_config;
 
 /* Headers signed by default (when present), NULL-terminated. */

@@ -18,7 +18,9 @@
 --      10 sender   11 recipient   12 nrcpt   13 size   14 stage
 --      15 events_max   16 reservation_ttl_ms   17 hour (YYYYMMDDHH)
 --      18 the originating script (X-PHP-Originating-Script; "" if none)
---      19 nlimits, then per limit 2 values: bucket, and its definition
+--      19 the accounts generation of the engine's copy of the account
+--      20 whether that copy is suspended (1|0)
+--      21 nlimits, then per limit 2 values: bucket, and its definition
 --         "KIND UNIT COUNT T_us TAU_us WINDOW WINDOW_END_ms HARD":
 --         kind r|q, unit m|r, window "-" for a rate, hard 1|0
 --      op log only, after the (zero) limits: verdict, code, reason, detail
@@ -34,7 +36,9 @@
 -- gen is the accounts generation, so nodes notice account changes.
 
 local call = redis.call
-local gen = tonumber(call('GET', 'rg:acct:gen') or '0')
+local ARGV = ARGV
+local gen_s = call('GET', 'rg:acct:gen') or '0'
+local gen = tonumber(gen_s)
 
 -- Cost matters here: the script runs for every decision, and most of its
 -- cost is not the commands but the glue around them (callgrind: with every
@@ -53,42 +57,84 @@ local NUM = setmetatable({}, {__index = function(t, k)
     return v
 end})
 -- A limit's definition, parsed once per batch: {kind, unit, count, T, tau,
--- window, window end, hard}.
+-- window, window end, hard, its state field in the bucket's hash}.
 local DEF = setmetatable({}, {__index = function(t, k)
     local kind, unit, count, T, tau, win, wend, hard =
         string.match(k, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
     local d = {kind, unit, tonumber(count), tonumber(T), tonumber(tau),
-               win == '-' and '' or win, tonumber(wend), hard}
+               win == '-' and '' or win, tonumber(wend), hard,
+               kind == 'r' and '_t' or 'q:' .. win}
     t[k] = d
     return d
 end})
-local SMALL = {}
-for i = 0, 64 do SMALL[i] = tostring(i) end
-local function int(n) return SMALL[n] or string.format('%d', n) end
+-- Integers as strings, made once per batch each (decisions of a batch
+-- repeat the same small counts and slot numbers); not a table made up
+-- front: 65 tostring calls cost as much as a whole decision, and each run
+-- of the script starts afresh.
+local format = string.format
+local INT = setmetatable({}, {__index = function(t, n)
+    local v = format('%d', n)
+    t[n] = v
+    return v
+end})
+local function int(n) return INT[n] end
 local max, ceil, floor = math.max, math.ceil, math.floor
 
--- Holds live in time slots of SLOT ms: a bucket's holds are the hash
--- rg:h:BUCKET, field = slot number, value = units held; a slot's holds
--- lapse when the slot (slot * SLOT ms) is past.  A message keeps all its
--- holds in the slot of its first reservation ('_slot' in its reservation).
--- Two summary fields spare reading every slot on each decision: '_n' is the
--- sum of the units in the slots present, '_lo' is at most the lowest slot
--- present; while '_lo' has not lapsed every slot present is live and '_n'
--- is exact.  Otherwise (or with no summary yet) the slots are recounted and
--- the lapsed ones removed, once per slot at most.
+local byte, find, match = string.byte, string.find, string.match
+
+-- A bucket's state is one hash, rg:h:BUCKET, so a limit costs one read per
+-- decision (and one write when it reserves or charges):
+--   SLOT     units held in that time slot by messages in flight
+--   _n _lo   the summary of the holds (below)
+--   _t       a rate's GCRA theoretical arrival time (µs)
+--   q:WINDOW a quota's units charged in that window (2026112413, 20261124,
+--            202611); the first charge of a window removes the others
+--   _x       the engine time (ms) the hash's expiry was last pushed to: a
+--            write pushes it only when it needs the hash to live longer
+--            (holds: their slot's end plus a slot; a rate: its TAT plus
+--            RATE_KEEP; a quota: its window's end plus QUOTA_KEEP), so most
+--            writes need no PEXPIRE
+-- Holds live in time slots of SLOT ms: slot s lapses at s * SLOT ms.  A
+-- message keeps all its holds in the slot of its first reservation.  '_n' is
+-- the sum of the units in the slots present, '_lo' at most the lowest slot
+-- present; while '_lo' has not lapsed every slot present is live and '_n' is
+-- exact.  Otherwise (or with no summary yet) the slots are recounted and the
+-- lapsed ones removed, once per slot at most.
 local SLOT = 10000
+local RATE_KEEP = 60000
+local QUOTA_KEEP = 691200000            -- 8 days
+
+-- A message's reservation, rg:r:MSGKEY, is one string (one GET, one SET PX):
+-- "SLOT\nBUCKET=UNITS\nBUCKET=UNITS..." (the slot its holds are in, then the
+-- units it holds per bucket), or "charged" once its end of data was charged
+-- without a queue id (the charged-once marker then).
 
 -- The decision being made (A k = ARGV[o + k]).
 local o, op, now, now_us, node, msgkey, qid, acct, login, client, country
 local sender, rcpt, nrcpt, size, stage, events_max, ttl, ttl_s, hour, script
-local rkey, ckey, rslot, tslot
+local rkey, ckey, rslot, tslot, tslot_n
 -- Its limits, index 1..nl: bucket, kind, unit, count, T, tau, window,
 -- window end, hard; hold key, units reserved already (or nil), units
--- needed now; and what held() read: units held, lowest slot, units in the
--- reservation slot.
+-- needed now; and what state() read: units held, lowest slot, units in the
+-- reservation slot, TAT, quota window and units used in it, expiry.
 local nl = 0
 local LB, LK, LU, LC, LT, LTAU, LW, LWE, LH = {}, {}, {}, {}, {}, {}, {}, {}, {}
-local LHK, LR, LN, LSUM, LLO, LIN = {}, {}, {}, {}, {}, {}
+local LHK, LR, LN = {}, {}, {}
+local LF, LSUM, LLO, LIN, LTAT, LQ, LX = {}, {}, {}, {}, {}, {}, {}
+
+-- One HSET being built: W[1 .. nw].
+local W, nw = {'HSET'}, 0
+local function put(f, v)
+    nw = nw + 2
+    W[nw - 1], W[nw] = f, v
+end
+-- Push hash i's expiry to 'to' when it must live past 'need'; true if so.
+local function extend(i, need, to)
+    if need <= LX[i] then return false end
+    LX[i] = to
+    put('_x', int(to))
+    return true
+end
 
 local function stat(who, verdict, reason)
     local k = 'rg:st:' .. who .. ':' .. hour
@@ -125,7 +171,7 @@ end
 local function suppressed(key)
     local v = call('HGET', key, rcpt)
     if not v then return nil end
-    local reason, since, expires = string.match(v, '^([^|]*)|([^|]*)|([^|]*)')
+    local reason, since, expires = match(v, '^([^|]*)|([^|]*)|([^|]*)')
     if reason == nil then return 'manual', '0' end
     local e = tonumber(expires) or 0
     if e > 0 and e * 1000 <= now then
@@ -135,35 +181,30 @@ local function suppressed(key)
     return reason, since
 end
 
--- Release the message's holds of limit i (at eom, charged or not).  A slot
--- that was recounted away already gives back only what it still had.
-local function release(i)
-    local r = LR[i]
-    if not r or not rslot then return end
-    local v = call('HINCRBY', LHK[i], tslot, int(-r))
-    local gone = r
-    if v <= 0 then
-        call('HDEL', LHK[i], tslot)
-        if v < 0 then gone = max(0, r + v) end
-    end
-    if gone > 0 then call('HINCRBY', LHK[i], '_n', int(-gone)) end
-end
-
--- Units held in limit i's bucket by messages in flight.  Also notes the
--- summary and the units already in the reservation slot, for reserve().
-local function held(i)
+-- Read limit i's bucket: one HMGET of the summary, the reservation slot,
+-- the rate's or quota's field and the expiry (each field asked for costs a
+-- scan of the hash, so no more).  Recounts the holds when the summary is
+-- not known good.
+local function state(i)
     local hk = LHK[i]
-    local r = call('HMGET', hk, '_n', '_lo', tslot)
+    local r = call('HMGET', hk, '_n', '_lo', tslot, LF[i], '_x')
+    if LK[i] == 'r' then
+        LTAT[i] = tonumber(r[4]) or 0
+    else
+        LQ[i] = r[4] and tonumber(r[4])     -- nil: nothing charged in this window
+    end
+    LX[i] = tonumber(r[5]) or 0
     local n, lo = tonumber(r[1]), tonumber(r[2])
     if n and lo and lo * SLOT > now then
         LSUM[i], LLO[i], LIN[i] = n, lo, tonumber(r[3]) or 0
-        return n
+        return
     end
     local h = call('HGETALL', hk)
     local sum, low, dead = 0, nil, nil
     for j = 1, #h, 2 do
         local f = h[j]
-        if f ~= '_n' and f ~= '_lo' then
+        local c = byte(f)
+        if c >= 48 and c <= 57 then     -- a slot (not _n, _t, q:WINDOW, ...)
             local slot = tonumber(f)
             if slot and slot * SLOT > now then
                 sum = sum + (tonumber(h[j + 1]) or 0)
@@ -177,34 +218,83 @@ local function held(i)
     if dead then call('HDEL', hk, unpack(dead)) end
     if low then
         call('HSET', hk, '_n', int(sum), '_lo', int(low))
-    elseif #h > 0 then
+    elseif r[1] or r[2] then
         call('HDEL', hk, '_n', '_lo')
     end
     LSUM[i], LLO[i] = sum, low
     LIN[i] = (low and tonumber(r[3])) or 0
-    return sum
 end
 
 -- Hold LN[i] more units in the reservation slot: one HSET of the new slot
--- value and summary (held() read them in this same script run).
+-- value and summary (state() read them in this same script run).
 local function reserve(i)
     local hk, n, lo = LHK[i], LN[i], LLO[i]
-    if lo and NUM[tslot] >= lo then
-        call('HSET', hk, tslot, int(LIN[i] + n), '_n', int(LSUM[i] + n))
-    else
-        call('HSET', hk, tslot, int(LIN[i] + n), '_n', int(LSUM[i] + n), '_lo', tslot)
-    end
-    -- a new slot extends the hash's life past the slot
-    if LIN[i] == 0 then call('PEXPIRE', hk, int(ttl + 2 * SLOT)) end
+    nw = 2
+    W[2] = hk
+    put(tslot, int(LIN[i] + n))
+    put('_n', int(LSUM[i] + n))
+    if not lo or tslot_n < lo then put('_lo', tslot) end
+    -- the hash lives past the slot
+    local x = extend(i, tslot_n * SLOT + SLOT, tslot_n * SLOT + 2 * SLOT)
+    call(unpack(W, 1, nw))
+    if x then call('PEXPIRE', hk, int(LX[i] - now)) end
 end
 
--- Check limit i; nil when there is room, else the refusal.
+-- End of data for limit i: give back what the message held in its slot and,
+-- when charge, charge LN[i] units (a rate moves its TAT, a quota counts);
+-- one HSET (and an HDEL of an emptied slot).
+local function settle(i, charge)
+    local hk = LHK[i]
+    nw = 2
+    W[2] = hk
+    local empty = false
+    local r = LR[i]
+    if r and rslot then
+        -- a slot that was recounted away already gives back only what it had
+        local v = LIN[i] - r
+        local gone = r
+        if v <= 0 then
+            empty = LIN[i] ~= 0
+            gone = max(0, LIN[i])
+        else
+            put(tslot, int(v))
+        end
+        if gone > 0 and LLO[i] then put('_n', int(LSUM[i] - gone)) end
+    end
+    local x = false
+    if charge then
+        if LK[i] == 'r' then
+            local new = max(LTAT[i], now_us) + LN[i] * LT[i]
+            put('_t', int(new))
+            local need = ceil(new / 1000) + RATE_KEEP
+            x = extend(i, need, need + RATE_KEEP)
+        else
+            put(LF[i], int((LQ[i] or 0) + LN[i]))
+            -- relative to the engine's clock, not Redis's
+            x = extend(i, LWE[i] + QUOTA_KEEP, LWE[i] + QUOTA_KEEP)
+            if not LQ[i] then
+                -- a new window (once per window): the old ones are over
+                local old = nil
+                for _, f in ipairs(call('HKEYS', hk)) do
+                    if byte(f) == 113 and f ~= LF[i] then   -- 'q'
+                        old = old or {}
+                        old[#old + 1] = f
+                    end
+                end
+                if old then call('HDEL', hk, unpack(old)) end
+            end
+        end
+    end
+    if nw > 2 then call(unpack(W, 1, nw)) end
+    if empty then call('HDEL', hk, tslot) end
+    if x then call('PEXPIRE', hk, int(LX[i] - now)) end
+end
+
+-- Check limit i (state() read); nil when there is room, else the refusal.
 local function over(i)
-    local h = held(i)
-    local n = LN[i]
+    local h, n = LSUM[i], LN[i]
     if LK[i] == 'r' then
-        local tat = tonumber(call('GET', 'rg:b:' .. LB[i]) or '0')
-        local need = max(tat, now_us) + (h + n) * LT[i]
+        local need = max(LTAT[i], now_us) + (h + n) * LT[i]
         if need - now_us > LTAU[i] then
             local retry = ceil((need - LTAU[i] - now_us) / 1000)
             event(LH[i] == '1' and 'reject' or 'tempfail', LH[i] == '1' and '550' or '451',
@@ -212,8 +302,7 @@ local function over(i)
             return {gen, 'limit', i, retry}
         end
     else
-        local used = tonumber(call('GET', 'rg:q:' .. LB[i] .. ':' .. LW[i]) or '0')
-        if used + h + n > LC[i] then
+        if (LQ[i] or 0) + h + n > LC[i] then
             event(LH[i] == '1' and 'reject' or 'tempfail', LH[i] == '1' and '550' or '451',
                   'quota', LB[i] .. ' window ' .. LW[i])
             return {gen, 'limit', i, LWE[i] - now}
@@ -231,19 +320,26 @@ local function decide()
     nrcpt = NUM[ARGV[o + 12]] or 0
     events_max, ttl_s, hour, script = ARGV[o + 15], ARGV[o + 16], ARGV[o + 17], ARGV[o + 18]
     ttl = NUM[ttl_s]
-    nl = NUM[ARGV[o + 19]]
+    nl = NUM[ARGV[o + 21]]
 
     if op == 'log' then
-        local v = o + 19 + 2 * nl
+        local v = o + 21 + 2 * nl
         event(ARGV[v + 1], ARGV[v + 2], ARGV[v + 3], ARGV[v + 4])
         return {gen, 'logged'}
     end
 
-    -- Suspension is read here, not from the node's cached account, so that it
-    -- takes effect at once on every node.
+    -- Suspension takes effect at once on every node: the engine's copy of
+    -- the account says whether it is suspended, and is good while its
+    -- generation is the current one (every account change bumps
+    -- rg:acct:gen); a node whose copy is older has the field read here.
     if acct ~= '' then
-        local s = call('HGET', 'rg:acct:' .. acct, 'suspended')
-        if s == 'yes' or s == '1' or s == 'true' then
+        local s
+        if ARGV[o + 19] == gen_s then
+            s = ARGV[o + 20]
+        else
+            s = call('HGET', 'rg:acct:' .. acct, 'suspended')
+        end
+        if s == '1' or s == 'yes' or s == 'true' then
             event('reject', '550', 'suspended', '')
             return {gen, 'suspended'}
         end
@@ -265,52 +361,45 @@ local function decide()
         end
     end
 
-    -- Charged-once markers.
+    -- The message's reservation, and the charged-once markers.
     rkey = (msgkey ~= '') and ('rg:r:' .. msgkey) or nil
     ckey = (qid ~= '') and ('rg:c:' .. node .. ':' .. qid) or nil
-    local dup, charged_here = false, false
-    if op == 'eom' then
-        dup = (ckey and call('EXISTS', ckey) == 1) or false
-        if not dup and rkey and call('HEXISTS', rkey, '_charged') == 1 then
-            dup, charged_here = true, true
-        end
-    end
-    if dup and charged_here then
-        -- Charged already under this message key (no queue id): its holds
-        -- went back then, and the reservation stays the charged marker.
-        event('accept', '250', 'ok', 'already charged', true)
-        return {gen, 'dup'}
-    end
-
-    -- The message's reservation: BUCKET -> units, '_slot'.
-    local res = nil
+    local res, had = nil, false
     rslot = nil
-    if rkey and nl > 0 then
-        res = call('HGETALL', rkey)
-        if #res == 0 then
-            res = nil
-        else
-            for j = 1, #res, 2 do
-                if res[j] == '_slot' then rslot = tonumber(res[j + 1]) end
-            end
-            -- holds in a slot that has lapsed are gone: reserve afresh
-            if not rslot or rslot * SLOT <= now then res, rslot = nil, nil end
+    if rkey and (nl > 0 or op == 'eom') then
+        res = call('GET', rkey)
+        had = res ~= false and res ~= nil
+        if not had then res = nil end
+    end
+    local dup = false
+    if op == 'eom' then
+        if res == 'charged' then
+            -- Charged already under this message key (no queue id): its
+            -- holds went back then, and the marker stays.
+            event('accept', '250', 'ok', 'already charged', true)
+            return {gen, 'dup'}
         end
+        dup = (ckey and call('EXISTS', ckey) == 1) or false
+    end
+    if res then
+        rslot = tonumber(match(res, '^%d+'))
+        -- holds in a slot that has lapsed are gone: reserve afresh
+        if not rslot or rslot * SLOT <= now then res, rslot = nil, nil end
     end
     -- the slot a reservation made now goes into
-    tslot = rslot and int(rslot) or int(floor((now + ttl) / SLOT) + 1)
+    tslot_n = rslot or (floor((now + ttl) / SLOT) + 1)
+    tslot = int(tslot_n)
 
     for i = 1, nl do
-        local b = o + 19 + (i - 1) * 2
+        local b = o + 21 + (i - 1) * 2
         local bucket, d = ARGV[b + 1], DEF[ARGV[b + 2]]
-        LB[i], LK[i], LU[i], LC[i], LT[i], LTAU[i], LW[i], LWE[i], LH[i] =
-            bucket, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8]
+        LB[i], LK[i], LU[i], LC[i], LT[i], LTAU[i], LW[i], LWE[i], LH[i], LF[i] =
+            bucket, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
         LHK[i] = 'rg:h:' .. bucket
         local r = nil
         if res then
-            for j = 1, #res, 2 do
-                if res[j] == bucket then r = tonumber(res[j + 1]) break end
-            end
+            local p = find(res, '\n' .. bucket .. '=', 1, true)
+            if p then r = tonumber(match(res, '^%d+', p + #bucket + 2)) end
         end
         LR[i] = r
         -- units this decision needs
@@ -326,8 +415,13 @@ local function decide()
     if dup then
         -- Charged already, by another adapter on the same message (policyd
         -- and milter together): only give back what this one held.
-        for i = 1, nl do release(i) end
-        if rkey then call('DEL', rkey) end
+        for i = 1, nl do
+            if LR[i] then
+                state(i)
+                settle(i, false)
+            end
+        end
+        if had then call('DEL', rkey) end
         event('accept', '250', 'ok', 'already charged', true)
         return {gen, 'dup'}
     end
@@ -337,9 +431,12 @@ local function decide()
     -- holds kept the room.  Everything else is checked against the holds of
     -- every message in flight.
     for i = 1, nl do
-        if LN[i] > 0 and not (op == 'eom' and LR[i]) then
-            local refusal = over(i)
-            if refusal then return refusal end
+        if LN[i] > 0 then
+            state(i)
+            if not (op == 'eom' and LR[i]) then
+                local refusal = over(i)
+                if refusal then return refusal end
+            end
         end
     end
 
@@ -347,48 +444,31 @@ local function decide()
         -- Reserve: hold the units in the slot that lapses reservation_ttl from
         -- the message's first reservation, so a message that never reaches end
         -- of data (refused later, or aborted) gives them back by itself.
-        local fields = nil
+        local v, changed = tslot, false
         for i = 1, nl do
             if LN[i] > 0 then
                 reserve(i)
-                fields = fields or {'_slot', tslot}
-                fields[#fields + 1] = LB[i]
-                fields[#fields + 1] = int((LR[i] or 0) + LN[i])
+                changed = true
             end
+            local u = (LR[i] or 0) + LN[i]
+            if u > 0 then v = v .. '\n' .. LB[i] .. '=' .. int(u) end
         end
-        if fields then
-            call('HSET', rkey, unpack(fields))
-            call('PEXPIRE', rkey, ttl_s)
-        end
+        if changed then call('SET', rkey, v, 'PX', ttl_s) end
         event('accept', '250', 'ok', '')
         return {gen, 'ok'}
     end
 
     if op == 'eom' then
-        for i = 1, nl do
-            release(i)
-            -- charge the real count, once
-            if LK[i] == 'r' then
-                local bkey = 'rg:b:' .. LB[i]
-                local tat = tonumber(call('GET', bkey) or '0')
-                local new = max(tat, now_us) + LN[i] * LT[i]
-                call('SET', bkey, int(new), 'PX', int(ceil((new - now_us) / 1000) + 60000))
-            else
-                local qkey = 'rg:q:' .. LB[i] .. ':' .. LW[i]
-                call('INCRBY', qkey, int(LN[i]))
-                -- relative to the engine's clock, not Redis's
-                call('PEXPIRE', qkey, int(LWE[i] - now + 691200000))
-            end
-        end
+        -- give back the holds and charge the real count, once
+        for i = 1, nl do settle(i, true) end
         -- The charged-once marker: under the queue id when there is one (it
         -- also tells a second adapter on the same message), else in the
         -- reservation.  Either lives as long as a reservation would.
         if ckey then
             call('SET', ckey, '1', 'PX', ttl_s)
-            if rkey then call('DEL', rkey) end
+            if had then call('DEL', rkey) end
         elseif rkey then
-            call('HSET', rkey, '_charged', '1')
-            call('PEXPIRE', rkey, ttl_s)
+            call('SET', rkey, 'charged', 'PX', ttl_s)
         end
         event('accept', '250', 'ok', '')
         return {gen, 'ok'}

@@ -19,7 +19,7 @@
 #define FOLD_MAX (RG_DETECT_HOURS * 8)  /* hours of silence folded at most (8 weeks) */
 
 static const char *const signal_names[] = { "volume", "new_country", "countries", "ips",
-                                            "refused" };
+                                            "refused", "bounce_rate", "complaint_rate" };
 
 const char *rg_detect_signal_name(rg_detect_signal s)
 {
@@ -226,6 +226,121 @@ static void refused_count(const rg_detect_conf *c, rg_detect_state *s, uint64_t 
     }
 }
 
+static rg_detect_hit *hit_new(const rg_detect_state *s, rg_detect_signal sig, rg_detect_action act,
+                              bool configurable, const rg_detect_event *ev, rg_detect_hit *out,
+                              size_t *n, size_t max);
+
+/* --- reputation ----------------------------------------------------------------- */
+
+static uint64_t rep_width(const rg_detect_conf *c)
+{
+    uint64_t w = c->reputation_window_ms / RG_DETECT_REP_SLICES;
+    return w ? w : 1;
+}
+
+static void rep_clear(rg_detect_state *s)
+{
+    memset(s->rep_at, 0, sizeof s->rep_at);
+    memset(s->rep_sent, 0, sizeof s->rep_sent);
+    memset(s->rep_hard, 0, sizeof s->rep_hard);
+    memset(s->rep_compl, 0, sizeof s->rep_compl);
+}
+
+static void add32(uint32_t *x)
+{
+    if (*x < UINT32_MAX)
+        (*x)++;
+}
+
+/* Count one recipient, hard bounce or complaint at now. */
+static void rep_count(const rg_detect_conf *c, rg_detect_state *s, uint64_t now, bool sent,
+                      bool hard, bool compl)
+{
+    uint64_t width = rep_width(c);
+    if (s->rep_width_ms != width) {
+        /* the window was configured anew: slices of another width mean nothing */
+        rep_clear(s);
+        s->rep_width_ms = width;
+    }
+    int64_t slice = (int64_t)(now / width);
+    size_t pos = (size_t)(slice % RG_DETECT_REP_SLICES);
+    if (s->rep_at[pos] != slice) {
+        if (s->rep_at[pos] > slice)
+            return;             /* older than this slot's slice: outside the window */
+        s->rep_at[pos] = slice;
+        s->rep_sent[pos] = s->rep_hard[pos] = s->rep_compl[pos] = 0;
+    }
+    if (sent)
+        add32(&s->rep_sent[pos]);
+    if (hard)
+        add32(&s->rep_hard[pos]);
+    if (compl)
+        add32(&s->rep_compl[pos]);
+}
+
+rg_detect_rates rg_detect_reputation(const rg_detect_conf *conf, const rg_detect_state *s,
+                                     uint64_t now_ms)
+{
+    rg_detect_rates r = { 0, 0, 0 };
+    uint64_t width = rep_width(conf);
+    if (s->rep_width_ms != width)
+        return r;
+    int64_t slice = (int64_t)(now_ms / width);
+    for (size_t i = 0; i < RG_DETECT_REP_SLICES; i++) {
+        if (s->rep_at[i] > slice - RG_DETECT_REP_SLICES && s->rep_at[i] <= slice) {
+            r.volume += s->rep_sent[i];
+            r.hard += s->rep_hard[i];
+            r.complaints += s->rep_compl[i];
+        }
+    }
+    return r;
+}
+
+bool rg_detect_rate_passed(uint64_t count, uint64_t volume, uint64_t min, double rate)
+{
+    if (volume == 0 || volume < min)
+        return false;
+    /* in parts per million, integers: exactly at the threshold is exact (5% of
+     * 1000 is 50, not 50.000000001), and is not above it */
+    uint64_t ppm = (uint64_t)(rate * 1e6 + 0.5);   /* rate is within (0, 1] */
+    if (count > UINT64_MAX / 1000000)
+        return true;
+    return count * 1000000 > ppm * volume;
+}
+
+/* A reputation signal: did this bounce or complaint take its rate above the threshold? */
+static void rep_check(const rg_detect_conf *conf, rg_detect_state *s, const rg_detect_event *ev,
+                      rg_detect_signal sig, double rate, rg_detect_hit *out, size_t *n, size_t max)
+{
+    uint64_t now = ev->ts_ms;
+    uint64_t *quiet = sig == RG_SIG_BOUNCE_RATE ? &s->bounce_quiet_ms : &s->complaint_quiet_ms;
+    rg_detect_rates r = rg_detect_reputation(conf, s, now);
+    uint64_t count = sig == RG_SIG_BOUNCE_RATE ? r.hard : r.complaints;
+    if (now < *quiet || !rg_detect_rate_passed(count, r.volume, conf->reputation_min, rate))
+        return;
+    if (s->rep_strikes && now >= s->rep_last_ms + conf->reputation_window_ms)
+        s->rep_strikes = 0;     /* a whole window without an action: start over */
+    unsigned na = conf->n_reputation_action ? conf->n_reputation_action : 1;
+    unsigned i = s->rep_strikes < na ? s->rep_strikes : na - 1;
+    rg_detect_action act = conf->n_reputation_action ? conf->reputation_action[i] : RG_DETECT_THROTTLE;
+    rg_detect_hit *h = hit_new(s, sig, act, false, ev, out, n, max);
+    if (h) {
+        h->window_ms = conf->reputation_window_ms;
+        h->volume = r.volume;
+        h->count = count;
+        h->rate = (double)count / (double)r.volume;
+        h->rate_threshold = rate;
+        if (!h->cooling && act != RG_DETECT_ALERT) {
+            s->rep_strikes++;
+            s->rep_last_ms = now;
+        }
+    }
+    /* once per cool-down (at least a slice): the first bounce above the rate
+     * is the event, not every one after it */
+    uint64_t q = conf->cooldown_ms > rep_width(conf) ? conf->cooldown_ms : rep_width(conf);
+    *quiet = now + q;
+}
+
 /* --- feeding -------------------------------------------------------------------------- */
 
 static rg_detect_hit *hit_new(const rg_detect_state *s, rg_detect_signal sig, rg_detect_action act,
@@ -250,6 +365,13 @@ static rg_detect_hit *hit_new(const rg_detect_state *s, rg_detect_signal sig, rg
 size_t rg_detect_feed(const rg_detect_conf *conf, rg_detect_state *s, const rg_detect_event *ev,
                       rg_detect_hit *out, size_t max)
 {
+    return rg_detect_feed_account(conf, NULL, s, ev, out, max);
+}
+
+size_t rg_detect_feed_account(const rg_detect_conf *conf, const rg_detect_account *acct,
+                              rg_detect_state *s, const rg_detect_event *ev, rg_detect_hit *out,
+                              size_t max)
+{
     const char *type = str(ev->type), *stage = str(ev->stage);
     const char *verdict = str(ev->verdict), *reason = str(ev->reason);
     uint64_t now = ev->ts_ms;
@@ -258,8 +380,16 @@ size_t rg_detect_feed(const rg_detect_conf *conf, rg_detect_state *s, const rg_d
     if (strncmp(type, "detection.", 10) == 0)
         return 0;               /* our own detections */
     bool bounce = strcmp(type, "bounce.hard") == 0;
-    if (type[0] && !bounce)
+    bool complaint = strcmp(type, "bounce.complaint") == 0;
+    if (type[0] && !bounce && !complaint)
         return 0;               /* other kinds of events carry no traffic */
+    if (complaint) {
+        rep_count(conf, s, now, false, false, true);
+        rep_check(conf, s, ev, RG_SIG_COMPLAINT_RATE,
+                  acct && acct->complaint_rate > 0 ? acct->complaint_rate : conf->complaint_rate,
+                  out, &n, max);
+        return n;
+    }
 
     /* volume and the refused ratio: RCPT decisions (one per recipient) */
     bool rcpt = strcasecmp(stage, "rcpt") == 0 && !bounce;
@@ -279,6 +409,12 @@ size_t rg_detect_feed(const rg_detect_conf *conf, rg_detect_state *s, const rg_d
             s->refused_quiet_ms = now + conf->refused_window_ms;
         }
     }
+    if (accepted || bounce)
+        rep_count(conf, s, now, accepted, bounce, false);
+    if (bounce)
+        rep_check(conf, s, ev, RG_SIG_BOUNCE_RATE,
+                  acct && acct->bounce_rate > 0 ? acct->bounce_rate : conf->bounce_rate,
+                  out, &n, max);
     if (accepted) {
         int64_t hour = (int64_t)(now / HOUR_MS);
         roll(conf, s, hour);
@@ -350,6 +486,7 @@ void rg_detect_resumed(const rg_detect_conf *conf, rg_detect_state *s, uint64_t 
 {
     s->nseen = 0;
     s->geo_quiet_ms = 0;
+    s->rep_strikes = 0;
     s->cool_until_ms = now_ms + conf->cooldown_ms;
 }
 
@@ -400,7 +537,9 @@ static char *u64text(uint64_t v)
  * Fields: b baseline (168 numbers), o observations (168), h hour, n count,
  * f fired, c cool_until (ms), k known countries "US,DE", s logins
  * "TS/CC/IP ..." (CC may be empty), g geo quiet (ms), r refused slices
- * "SLICE/TOTAL/REFUSED ...", q refused quiet (ms).
+ * "SLICE/TOTAL/REFUSED ...", q refused quiet (ms), p reputation slices
+ * "WIDTH SLICE/SENT/HARD/COMPLAINTS ...", x bounce_rate quiet (ms), y
+ * complaint_rate quiet (ms), e reputation actions "STRIKES/LAST_MS".
  */
 bool rg_detect_same_baseline(const rg_detect_state *a, const rg_detect_state *b)
 {
@@ -442,6 +581,18 @@ size_t rg_detect_state_to_fields(const rg_detect_state *s, bool with_baseline, c
                       (unsigned)s->total[i], (unsigned)s->refused[i]);
     keys[n] = "r"; values[n++] = sb_take(&r);
     keys[n] = "q"; values[n++] = u64text(s->refused_quiet_ms);
+    sbuf p = { 0 };
+    sb_printf(&p, "%" PRIu64, s->rep_width_ms);
+    for (size_t i = 0; i < RG_DETECT_REP_SLICES; i++)
+        if (s->rep_sent[i] || s->rep_hard[i] || s->rep_compl[i])
+            sb_printf(&p, " %" PRId64 "/%u/%u/%u", s->rep_at[i], (unsigned)s->rep_sent[i],
+                      (unsigned)s->rep_hard[i], (unsigned)s->rep_compl[i]);
+    keys[n] = "p"; values[n++] = sb_take(&p);
+    keys[n] = "x"; values[n++] = u64text(s->bounce_quiet_ms);
+    keys[n] = "y"; values[n++] = u64text(s->complaint_quiet_ms);
+    sbuf e = { 0 };
+    sb_printf(&e, "%u/%" PRIu64, s->rep_strikes, s->rep_last_ms);
+    keys[n] = "e"; values[n++] = sb_take(&e);
     return n;
 }
 
@@ -557,6 +708,38 @@ static int parse_slices(rg_detect_state *s, const char *v)
     return ret;
 }
 
+/* "WIDTH SLICE/SENT/HARD/COMPLAINTS ..." */
+static int parse_rep(rg_detect_state *s, const char *v)
+{
+    rep_clear(s);
+    s->rep_width_ms = 0;
+    char *copy = rg_strdup(v), *save = NULL;
+    int ret = 0;
+    char *t = strtok_r(copy, " ", &save);
+    if (t == NULL || parse_u64(t, &s->rep_width_ms) < 0 || s->rep_width_ms == 0)
+        ret = -1;
+    while (ret == 0 && (t = strtok_r(NULL, " ", &save)) != NULL) {
+        long long slice;
+        unsigned sent, hard, compl;
+        char extra;
+        if (sscanf(t, "%lld/%u/%u/%u%c", &slice, &sent, &hard, &compl, &extra) != 4 || slice < 0) {
+            ret = -1;
+            break;
+        }
+        size_t pos = (size_t)(slice % RG_DETECT_REP_SLICES);
+        s->rep_at[pos] = slice;
+        s->rep_sent[pos] = sent;
+        s->rep_hard[pos] = hard;
+        s->rep_compl[pos] = compl;
+    }
+    free(copy);
+    if (ret < 0) {
+        rep_clear(s);
+        s->rep_width_ms = 0;
+    }
+    return ret;
+}
+
 size_t rg_detect_state_from_fields(rg_detect_state *s, char *const *keys, char *const *values,
                                    size_t n)
 {
@@ -586,7 +769,19 @@ size_t rg_detect_state_from_fields(rg_detect_state *s, char *const *keys, char *
             bad += parse_seen(s, v) < 0;
         } else if (strcmp(k, "r") == 0) {
             bad += parse_slices(s, v) < 0;
-        } else if (strlen(k) == 1 && strchr("hnfcgq", k[0])) {
+        } else if (strcmp(k, "p") == 0) {
+            bad += parse_rep(s, v) < 0;
+        } else if (strcmp(k, "e") == 0) {
+            unsigned long long last;
+            unsigned strikes;
+            char extra;
+            if (sscanf(v, "%u/%llu%c", &strikes, &last, &extra) != 2 || strikes > 1000) {
+                bad++;
+            } else {
+                s->rep_strikes = strikes;
+                s->rep_last_ms = last;
+            }
+        } else if (strlen(k) == 1 && strchr("hnfcgqxy", k[0])) {
             if (parse_u64(v, &x) < 0) {
                 bad++;
                 continue;
@@ -597,6 +792,8 @@ size_t rg_detect_state_from_fields(rg_detect_state *s, char *const *keys, char *
             case 'f': s->fired = x != 0; break;
             case 'c': s->cool_until_ms = x; break;
             case 'g': s->geo_quiet_ms = x; break;
+            case 'x': s->bounce_quiet_ms = x; break;
+            case 'y': s->complaint_quiet_ms = x; break;
             default: s->refused_quiet_ms = x; break;
             }
         }

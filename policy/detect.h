@@ -28,6 +28,19 @@
  *            refused_min recipients and the ratio reaches refused_ratio, at
  *            most once per window.
  *
+ *   reputation  per account, recipients accepted at RCPT (the delivered
+ *            volume), hard bounces (bounce.hard) and complaints
+ *            (bounce.complaint) in a sliding window of 24 slices
+ *            (reputation_window).  Once the window holds reputation_min
+ *            recipients, a hard bounce that takes hard / volume above
+ *            bounce_rate fires bounce_rate, a complaint that takes
+ *            complaints / volume above complaint_rate fires complaint_rate
+ *            (exactly at the threshold is not above).  Thresholds are the
+ *            account's own when it has them.  Each fires at most once per
+ *            cool-down; the actions of reputation_action are taken in turn
+ *            (throttle, then suspend), back to the first once a window has
+ *            passed without one.
+ *
  * Actions: new_country is always an alert, countries and ips always
  * suspend, volume and refused do the configured action (the account's
  * detect_action, else the detect block's).  After an action - and after
@@ -48,16 +61,20 @@
 #define RG_DETECT_SEEN       64     /* login addresses remembered within the hour */
 #define RG_DETECT_SLICES     12     /* slices of the refused-ratio window */
 #define RG_DETECT_LIST_MAX   1024   /* evidence lists (countries, addresses) as text */
+#define RG_DETECT_REP_SLICES 24     /* slices of the reputation window */
 
 typedef enum {
     RG_SIG_VOLUME = 0,
     RG_SIG_NEW_COUNTRY,
     RG_SIG_COUNTRIES,
     RG_SIG_IPS,
-    RG_SIG_REFUSED
+    RG_SIG_REFUSED,
+    RG_SIG_BOUNCE_RATE,
+    RG_SIG_COMPLAINT_RATE
 } rg_detect_signal;
 
-/* "volume", "new_country", "countries", "ips", "refused" (event type detection.NAME). */
+/* "volume", "new_country", "countries", "ips", "refused", "bounce_rate",
+ * "complaint_rate" (event type detection.NAME). */
 const char *rg_detect_signal_name(rg_detect_signal s);
 
 /* One login the account was seen with (the newest time per address). */
@@ -83,7 +100,26 @@ typedef struct rg_detect_state {
     int64_t slice_at[RG_DETECT_SLICES];/* slice number held by each ring position */
     uint32_t total[RG_DETECT_SLICES], refused[RG_DETECT_SLICES];
     uint64_t refused_quiet_ms;         /* refused fired: not again until then */
+    /* reputation: slices of reputation_window / RG_DETECT_REP_SLICES ms */
+    uint64_t rep_width_ms;             /* the slice width the slices were counted in */
+    int64_t rep_at[RG_DETECT_REP_SLICES];
+    uint32_t rep_sent[RG_DETECT_REP_SLICES], rep_hard[RG_DETECT_REP_SLICES],
+             rep_compl[RG_DETECT_REP_SLICES];
+    uint64_t bounce_quiet_ms, complaint_quiet_ms;  /* fired: not again until then */
+    unsigned rep_strikes;              /* reputation actions taken (the next one's index) */
+    uint64_t rep_last_ms;              /* when the last one was taken */
 } rg_detect_state;
+
+/* An account's own reputation thresholds (fractions; 0: the detect block's). */
+typedef struct rg_detect_account {
+    double bounce_rate;
+    double complaint_rate;
+} rg_detect_account;
+
+/* The sums of the reputation window that holds now_ms. */
+typedef struct rg_detect_rates {
+    uint64_t volume, hard, complaints;
+} rg_detect_rates;
 
 /* What the detector needs of one event (fields of keys.h; NULL = ""). */
 typedef struct rg_detect_event {
@@ -115,6 +151,10 @@ typedef struct rg_detect_hit {
     char known[RG_DETECT_LIST_MAX];      /* new_country: the countries known before */
     uint64_t refused, total;    /* refused: the window's counts */
     double ratio;
+    /* bounce_rate, complaint_rate: the window (ms), recipients accepted in
+     * it, hard bounces or complaints in it, their rate and the threshold */
+    uint64_t window_ms, volume, count;
+    double rate, rate_threshold;
 } rg_detect_hit;
 
 /*
@@ -126,6 +166,21 @@ typedef struct rg_detect_hit {
  */
 size_t rg_detect_feed(const rg_detect_conf *conf, rg_detect_state *s, const rg_detect_event *ev,
                       rg_detect_hit *out, size_t max);
+
+/* The same with the account's own thresholds (acct NULL: none). */
+size_t rg_detect_feed_account(const rg_detect_conf *conf, const rg_detect_account *acct,
+                              rg_detect_state *s, const rg_detect_event *ev, rg_detect_hit *out,
+                              size_t max);
+
+/* The reputation sums of the window that holds now_ms (slices ending at it). */
+rg_detect_rates rg_detect_reputation(const rg_detect_conf *conf, const rg_detect_state *s,
+                                     uint64_t now_ms);
+
+/*
+ * Does count of volume pass rate (count / volume above it), volume being at
+ * least min?  The rule of both reputation signals.
+ */
+bool rg_detect_rate_passed(uint64_t count, uint64_t volume, uint64_t min, double rate);
 
 /* An action (throttle, suspend) was taken at now_ms: start the cool-down. */
 void rg_detect_acted(const rg_detect_conf *conf, rg_detect_state *s, uint64_t now_ms);
@@ -150,7 +205,7 @@ unsigned rg_detect_hour_of_week(int64_t hour);
  * when an hour ends: without with_baseline they are left out, for a writer
  * that knows they did not change.
  */
-#define RG_DETECT_FIELDS 11
+#define RG_DETECT_FIELDS 15
 size_t rg_detect_state_to_fields(const rg_detect_state *s, bool with_baseline, const char **keys,
                                  char **values);
 

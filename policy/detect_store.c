@@ -257,11 +257,34 @@ static void add_num(rg_fields *f, const char *k, double v, bool integer)
     rg_fields_add(f, k, num);
 }
 
+/* A rate as a fraction with the precision of the thresholds (parts per million). */
+static void add_rate(rg_fields *f, const char *k, double v)
+{
+    char num[48];
+    snprintf(num, sizeof num, "%.6f", v);
+    rg_fields_add(f, k, num);
+}
+
+/* A window as text: "24h", "7d", "90m". */
+static const char *window_text(uint64_t ms, char *buf, size_t len)
+{
+    uint64_t s = ms / 1000;
+    if (s && s % 86400 == 0)
+        snprintf(buf, len, "%" PRIu64 "d", s / 86400);
+    else if (s && s % 3600 == 0)
+        snprintf(buf, len, "%" PRIu64 "h", s / 3600);
+    else if (s && s % 60 == 0)
+        snprintf(buf, len, "%" PRIu64 "m", s / 60);
+    else
+        snprintf(buf, len, "%" PRIu64 "s", s);
+    return buf;
+}
+
 int rg_detect_store_event(rg_admin *ad, const rg_config *cfg, const char *account,
                           const rg_detect_hit *h, rg_detect_action done)
 {
     rg_fields f = { 0 };
-    char type[64], detail[RG_TEXT_MAX + RG_DETECT_LIST_MAX];
+    char type[64], detail[RG_TEXT_MAX + RG_DETECT_LIST_MAX], win[32];
     const char *sig = rg_detect_signal_name(h->signal);
     snprintf(type, sizeof type, "detection.%s", sig);
 
@@ -283,6 +306,14 @@ int rg_detect_store_event(rg_admin *ad, const rg_config *cfg, const char *accoun
     case RG_SIG_IPS:
         snprintf(detail, sizeof detail, "logins from more than %u addresses within an hour: %s",
                  cfg->detect.ips_per_hour, h->ips);
+        break;
+    case RG_SIG_BOUNCE_RATE:
+    case RG_SIG_COMPLAINT_RATE:
+        snprintf(detail, sizeof detail, "%" PRIu64 " %s of %" PRIu64 " recipients (%.3g%%) within "
+                 "%s, above %.3g%% (at least %" PRIu64 " recipients)", h->count,
+                 h->signal == RG_SIG_BOUNCE_RATE ? "hard bounces" : "complaints", h->volume,
+                 h->rate * 100, window_text(h->window_ms, win, sizeof win),
+                 h->rate_threshold * 100, cfg->detect.reputation_min);
         break;
     default:
         snprintf(detail, sizeof detail, "%" PRIu64 " of %" PRIu64 " recipients refused (%.0f%%) "
@@ -323,6 +354,14 @@ int rg_detect_store_event(rg_admin *ad, const rg_config *cfg, const char *accoun
         break;
     case RG_SIG_NEW_COUNTRY:
         rg_fields_add(&f, "known", h->known);
+        break;
+    case RG_SIG_BOUNCE_RATE:
+    case RG_SIG_COMPLAINT_RATE:
+        add_num(&f, "window", (double)(h->window_ms / 1000), true);
+        add_num(&f, "volume", (double)h->volume, true);
+        add_num(&f, "count", (double)h->count, true);
+        add_rate(&f, "rate", h->rate);
+        add_rate(&f, "threshold", h->rate_threshold);
         break;
     default:
         rg_fields_add(&f, "countries", h->countries);

@@ -26,9 +26,11 @@
 
 #include "engine.h"
 #include "keys.h"
+#include "localsub.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
+#include "verp.h"
 
 #define LOAD_RETRY_MS 500       /* at most one account load attempt per this */
 
@@ -48,6 +50,13 @@ struct rg_engine {
     int loading;
     uint64_t last_load_ms;      /* monotonic */
     unsigned pending;
+    bool lkey_ok;               /* local_key read: tokens can be verified */
+    char lkey_err[320];         /* why not, for the log */
+    rg_localsub_key lkey;       /* local_key (localsub.h) */
+    /* rg_engine_new_lazy: the snapshot holds the accounts of one lookup */
+    bool lazy;
+    bool lazy_stale;            /* a reply saw a newer generation: look up again */
+    char lazy_key[RG_ADDR_MAX + 4];     /* "l:LOGIN", "u:USER", "n:NAME", "c:" */
 };
 
 typedef struct decision {
@@ -70,6 +79,8 @@ typedef struct decision {
     char script[RG_TEXT_MAX];   /* rg_request.script, "" if none */
     unsigned nrcpt;
     uint64_t size;
+    char return_path[RG_ADDR_MAX];  /* EOM, managed bounces: given on accept, its record
+                                       being written with the script */
 } decision;
 
 /* ------------------------------------------------------------ snapshots */
@@ -129,6 +140,12 @@ static void maybe_load(rg_engine *e, int force)
 {
     uint64_t now = rg_monotonic_ms();
     pthread_mutex_lock(&e->lock);
+    if (e->lazy) {
+        /* lazy: the next request that needs accounts looks them up again */
+        e->lazy_stale = true;
+        pthread_mutex_unlock(&e->lock);
+        return;
+    }
     if (e->loading || (!force && now - e->last_load_ms < LOAD_RETRY_MS)) {
         pthread_mutex_unlock(&e->lock);
         return;
@@ -137,6 +154,24 @@ static void maybe_load(rg_engine *e, int force)
     e->last_load_ms = now;
     pthread_mutex_unlock(&e->lock);
     e->store->load_accounts(e->store, on_accounts, e);
+}
+
+/*
+ * A reply carried the accounts generation gen.  Newer than the accounts in
+ * use: load now (unless a load runs; its reply or the next one tells if it
+ * was new enough), not after LOAD_RETRY_MS, so a change takes effect on the
+ * next decision.  Different but not newer (Redis restored or flushed): load,
+ * at most once per LOAD_RETRY_MS.
+ */
+static void gen_seen(rg_engine *e, long long gen)
+{
+    pthread_mutex_lock(&e->lock);
+    long long have = e->snap ? e->snap->gen : -1;
+    pthread_mutex_unlock(&e->lock);
+    if (gen > have)
+        maybe_load(e, 1);
+    else if (gen != have)
+        maybe_load(e, 0);
 }
 
 void rg_engine_refresh_accounts(rg_engine *e)
@@ -153,9 +188,120 @@ int rg_engine_ready(const rg_engine *e)
     return ready;
 }
 
+/* ------------------------------------------------------- lazy lookups */
+
+typedef struct lazy_ctx {
+    rg_engine *e;
+    const char *key;
+} lazy_ctx;
+
+static void on_lazy_accounts(void *arg, rg_accounts *set, long long gen, const char *err)
+{
+    lazy_ctx *c = arg;
+    rg_engine *e = c->e;
+    if (set == NULL) {
+        /* Never decide on another lookup's accounts: without these, the
+         * request gets the store-error verdict and the next one retries. */
+        rg_warn("cannot look up accounts (%s): %s", c->key, err ? err : "unknown error");
+        pthread_mutex_lock(&e->lock);
+        snapshot *old = e->snap;
+        e->snap = NULL;
+        e->lazy_key[0] = '\0';
+        pthread_mutex_unlock(&e->lock);
+        snap_put(e, old);
+        return;
+    }
+    rg_info("looked up %zu account(s) for %s (generation %lld)", rg_accounts_count(set), c->key,
+             gen);
+    rg_engine_set_accounts(e, set, gen);
+    pthread_mutex_lock(&e->lock);
+    /* "-" (a key too long to keep) is never a hit: kept as "" */
+    rg_strlcpy(e->lazy_key, strcmp(c->key, "-") == 0 ? "" : c->key, sizeof e->lazy_key);
+    e->lazy_stale = false;
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* Make the snapshot hold the accounts of (kind, key), unless it already
+ * does for the current generation.  The store is blocking: done on return. */
+static void lazy_fetch(rg_engine *e, rg_account_lookup kind, const char *key)
+{
+    static const char tag[] = { [RG_LOOKUP_LOGIN] = 'l', [RG_LOOKUP_LOCAL_USER] = 'u',
+                                [RG_LOOKUP_NAME] = 'n', [RG_LOOKUP_CLIENTS] = 'c' };
+    char want[sizeof e->lazy_key];
+    if ((size_t)snprintf(want, sizeof want, "%c:%s", tag[kind], key) >= sizeof want) {
+        rg_strlcpy(want, "-", sizeof want);     /* absurd length: look up, never cache */
+    }
+    pthread_mutex_lock(&e->lock);
+    /* "*": every account, from before rg_engine_go_lazy */
+    int have = e->snap && !e->lazy_stale &&
+               (strcmp(e->lazy_key, want) == 0 || strcmp(e->lazy_key, "*") == 0);
+    pthread_mutex_unlock(&e->lock);
+    if (have)
+        return;
+    lazy_ctx c = { e, want };
+    e->store->load_some(e->store, kind, key, on_lazy_accounts, &c);
+}
+
+/* The lookup identify() needs for req (its order: login, unix user, local
+ * token, client address).  A local token names its login only once
+ * verified, so it falls back to reading every account, for good. */
+static void lazy_prepare(rg_engine *e, const rg_request *req)
+{
+    if (req->sasl_username && req->sasl_username[0]) {
+        lazy_fetch(e, RG_LOOKUP_LOGIN, req->sasl_username);
+    } else if (req->local_user && req->local_user[0]) {
+        lazy_fetch(e, RG_LOOKUP_LOCAL_USER, req->local_user);
+    } else if (req->local_token && req->local_token[0]) {
+        pthread_mutex_lock(&e->lock);
+        e->lazy = false;
+        pthread_mutex_unlock(&e->lock);
+        maybe_load(e, 1);
+    } else {
+        lazy_fetch(e, RG_LOOKUP_CLIENTS, "");
+    }
+}
+
+void rg_engine_go_lazy(rg_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    if (!e->lazy && e->store->load_some != NULL) {
+        e->lazy = true;
+        e->lazy_stale = false;
+        rg_strlcpy(e->lazy_key, e->snap ? "*" : "", sizeof e->lazy_key);
+    }
+    pthread_mutex_unlock(&e->lock);
+}
+
+long long rg_engine_generation(const rg_engine *e)
+{
+    rg_engine *m = (rg_engine *)e;
+    pthread_mutex_lock(&m->lock);
+    long long gen = m->snap ? m->snap->gen : -1;
+    pthread_mutex_unlock(&m->lock);
+    return gen;
+}
+
+static int lazy_on(rg_engine *e)
+{
+    pthread_mutex_lock(&e->lock);
+    int on = e->lazy;
+    pthread_mutex_unlock(&e->lock);
+    return on;
+}
+
 void rg_engine_with_account(rg_engine *e, const char *name,
                             void (*fn)(void *arg, const rg_account *a), void *arg)
 {
+    if (name && name[0] && lazy_on(e)) {
+        snapshot *cur = snap_get(e);
+        int have = cur && rg_accounts_by_name(cur->set, name) != NULL;
+        snap_put(e, cur);
+        pthread_mutex_lock(&e->lock);
+        have = have && !e->lazy_stale;
+        pthread_mutex_unlock(&e->lock);
+        if (!have)
+            lazy_fetch(e, RG_LOOKUP_NAME, name);
+    }
     snapshot *s = snap_get(e);
     fn(arg, (s && name) ? rg_accounts_by_name(s->set, name) : NULL);
     snap_put(e, s);
@@ -170,8 +316,24 @@ unsigned rg_engine_pending(const rg_engine *e)
     return n;
 }
 
+static rg_engine *engine_make(const rg_config *cfg, rg_store *store, rg_clock *clock,
+                              rg_geoip *geo, bool lazy, char *err, size_t errlen);
+
 rg_engine *rg_engine_new(const rg_config *cfg, rg_store *store, rg_clock *clock,
                          rg_geoip *geo, char *err, size_t errlen)
+{
+    return engine_make(cfg, store, clock, geo, false, err, errlen);
+}
+
+rg_engine *rg_engine_new_lazy(const rg_config *cfg, rg_store *store, rg_clock *clock,
+                              rg_geoip *geo, char *err, size_t errlen)
+{
+    bool lazy = store != NULL && store->load_some != NULL;
+    return engine_make(cfg, store, clock, geo, lazy, err, errlen);
+}
+
+static rg_engine *engine_make(const rg_config *cfg, rg_store *store, rg_clock *clock,
+                              rg_geoip *geo, bool lazy, char *err, size_t errlen)
 {
     if (cfg == NULL || store == NULL || clock == NULL) {
         snprintf(err, errlen, "engine: missing config, store or clock");
@@ -183,6 +345,19 @@ rg_engine *rg_engine_new(const rg_config *cfg, rg_store *store, rg_clock *clock,
     e->clock = clock;
     e->geo = geo;
     pthread_mutex_init(&e->lock, NULL);
+    /* A key that cannot be read is not fatal: only local submission
+     * depends on it, and the Exim module or relayguard-policyd (started per
+     * message, as other users) never need it.  Each token that cannot be
+     * verified says why in its own log line. */
+    if (cfg->local.key_path == NULL) {
+        rg_strlcpy(e->lkey_err, "no local_key in the configuration", sizeof e->lkey_err);
+    } else if (rg_localsub_key_load(cfg->local.key_path, &e->lkey, e->lkey_err,
+                                    sizeof e->lkey_err) == 0) {
+        e->lkey_ok = true;
+    } else {
+        rg_debug("%s; %s headers cannot be verified", e->lkey_err, RG_LOCALSUB_HEADER);
+    }
+    e->lazy = lazy;             /* lazy: nothing read before the first request */
     maybe_load(e, 1);
     return e;
 }
@@ -197,6 +372,7 @@ void rg_engine_free(rg_engine *e)
     e->snap = NULL;
     snap_put(e, s);
     pthread_mutex_destroy(&e->lock);
+    rg_localsub_key_clear(&e->lkey);
     free(e);
 }
 
@@ -317,7 +493,9 @@ static void log_decision(const decision *d, const rg_verdict *v)
     if (d->nrcpt && n > 0 && (size_t)n < sizeof extra)
         n += snprintf(extra + n, sizeof extra - (size_t)n, " nrcpt=%u", d->nrcpt);
     if (d->size && n > 0 && (size_t)n < sizeof extra)
-        snprintf(extra + n, sizeof extra - (size_t)n, " size=%" PRIu64, d->size);
+        n += snprintf(extra + n, sizeof extra - (size_t)n, " size=%" PRIu64, d->size);
+    if (v->return_path[0] && n > 0 && (size_t)n < sizeof extra)
+        snprintf(extra + n, sizeof extra - (size_t)n, " return_path=<%s>", v->return_path);
     const char *qid = d->qid[0] ? d->qid : "NOQUEUE";
     const char *client = d->client[0] ? d->client : "local";
     if (v->action == RG_ACCEPT || v->action == RG_DUNNO) {
@@ -370,13 +548,15 @@ static void on_script(void *arg, const rg_store_reply *r)
         finish(d, &v);
         return;
     }
-    if (d->snap && r->gen != d->snap->gen)
-        maybe_load(e, 0);       /* accounts changed somewhere: refresh */
+    if (d->snap)
+        gen_seen(e, r->gen);    /* accounts changed somewhere: refresh */
 
     if (d->logged_only) {
         v = d->v;
     } else if (strcmp(r->outcome, "ok") == 0 || strcmp(r->outcome, "dup") == 0) {
         set_verdict(&v, RG_ACCEPT, 250, "2.0.0", "ok", "%s", "ok");
+        /* the record went ahead of the script in the same round trip: written */
+        rg_strlcpy(v.return_path, d->return_path, sizeof v.return_path);
     } else if (strcmp(r->outcome, "suspended") == 0) {
         set_verdict(&v, RG_REJECT, 550, "5.7.1", "suspended", "account %s is suspended",
                     d->acct->name);
@@ -487,11 +667,69 @@ static int check_header_from(decision *d, const rg_request *req, rg_verdict *v)
     return 0;
 }
 
+/*
+ * The unix login of a local submission from its X-Relayguard-Local token
+ * (localsub.h).  1 with login set: a valid token; 0: no token, or one that
+ * is not valid (logged with the queue id, and ignored); -1: no key to
+ * verify with.  Logged at every stage but the last, where it was already.
+ */
+static int local_token_login(const decision *d, const char *token, char *login, size_t len)
+{
+    const rg_engine *e = d->e;
+    const char *qid = d->qid[0] ? d->qid : "NOQUEUE";
+    int say = d->stage != RG_STAGE_EOM;
+    rg_localsub_id id;
+
+    if (token[0] == '\0')
+        return 0;
+    if (!e->lkey_ok) {
+        if (say)
+            rg_warn("%s: cannot verify the %s header: %s", qid, RG_LOCALSUB_HEADER, e->lkey_err);
+        return -1;
+    }
+    int64_t now = (int64_t)(e->clock->now_ms(e->clock) / 1000);
+    rg_localsub_status st = rg_localsub_verify(&e->lkey, token, now, e->cfg->local.max_age_ms, &id);
+    if (st != RG_LOCALSUB_OK) {
+        if (say)
+            rg_log(LOG_NOTICE, "%s: ignoring the %s header: %s (uid=%lu login=%s)", qid,
+                      RG_LOCALSUB_HEADER, rg_localsub_status_text(st), id.uid,
+                      id.login[0] ? id.login : "-");
+        return 0;
+    }
+    rg_strlcpy(login, id.login, len);
+    return 1;
+}
+
 /* Identify the account.  Returns the account, or NULL with v set
  * (RG_DUNNO for an unauthenticated client that no account claims). */
 static const rg_account *identify(const snapshot *s, decision *d, const rg_request *req, rg_verdict *v)
 {
     const rg_account *a;
+    char token_login[RG_LOCALSUB_LOGIN_MAX + 1];
+    if (req->local_token && !(req->sasl_username && req->sasl_username[0]) &&
+        !(req->local_user && req->local_user[0])) {
+        int r = local_token_login(d, req->local_token, token_login, sizeof token_login);
+        if (r == 1) {
+            a = rg_accounts_by_local_user(s->set, token_login);
+            if (a == NULL)
+                a = rg_accounts_by_name(s->set, "default");
+            if (a == NULL)
+                set_verdict(v, RG_REJECT, 550, "5.7.1", "unknown_account",
+                            "local user %s has no relay account", token_login);
+            return a;
+        }
+        if (d->e->cfg->local.required) {
+            if (r < 0)
+                set_verdict(v, RG_TEMPFAIL, 451, "4.3.5", "local_token",
+                            "relayguard: local submission cannot be verified, try again later");
+            else
+                set_verdict(v, RG_REJECT, 550, "5.7.1", "local_token",
+                            "local submission without a valid %s header "
+                            "(submit through relayguard-sendmail)", RG_LOCALSUB_HEADER);
+            return NULL;
+        }
+        /* optional: identified like any client without a token */
+    }
     if (req->sasl_username && req->sasl_username[0]) {
         a = rg_accounts_by_login(s->set, req->sasl_username);
         if (a == NULL)
@@ -540,15 +778,16 @@ static const char *num(argbuf *b, const char *fmt, ...)
     return b->num[b->nnum++];
 }
 
-static void run_script(rg_engine *e, decision *d, const char *op, const rg_request *req)
+static void run_script(rg_engine *e, decision *d, const char *op, const rg_request *req,
+                       const rg_store_record *rec)
 {
     uint64_t now = e->clock->now_ms(e->clock);
     size_t nl = d->logged_only ? 0 : d->n_limits;
     argbuf b;
     b.argc = 0;
     b.nnum = 0;
-    b.argv = rg_calloc(19 + 2 * nl + 4, sizeof *b.argv);
-    b.num = rg_calloc(8, sizeof *b.num);
+    b.argv = rg_calloc(21 + 2 * nl + 4, sizeof *b.argv);
+    b.num = rg_calloc(10, sizeof *b.num);
     char (*bucket)[512] = rg_calloc(nl + 1, sizeof *bucket);
     char (*def)[160] = rg_calloc(nl + 1, sizeof *def);
     char msgkey[RG_NAME_MAX * 2 + 2] = "";
@@ -581,6 +820,10 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
     b.argv[b.argc++] = num(&b, "%" PRIu64, e->cfg->reservation_ttl_ms);
     b.argv[b.argc++] = hour;
     b.argv[b.argc++] = d->script;       /* the originating script, for the event ("" if none) */
+    /* Suspension as this snapshot has it; the script reads the account's
+     * field only when the snapshot's generation is not the current one. */
+    b.argv[b.argc++] = num(&b, "%lld", d->snap ? d->snap->gen : -1LL);
+    b.argv[b.argc++] = d->acct && d->acct->suspended ? "1" : "0";
 
     size_t used = 0;
     const char *dom = rg_addr_domain(d->sender);
@@ -624,11 +867,96 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
         b.argv[b.argc++] = v->text;
     }
     /* The store copies the arguments before it returns (or calls back). */
-    e->store->decide(e->store, b.argc, b.argv, on_script, d);
+    if (rec)
+        e->store->decide_record(e->store, rec, b.argc, b.argv, on_script, d);
+    else
+        e->store->decide(e->store, b.argc, b.argv, on_script, d);
     free(b.argv);
     free(b.num);
     free(bucket);
     free(def);
+}
+
+/* ------------------------------------------------ managed return path */
+
+/* The record of a managed return path, alive while run_script runs. */
+typedef struct managed_rp {
+    char key[sizeof RG_KEY_VERP + RG_VERP_ID_TEXT + 1];
+    char minted[24];
+    char *rcpts;                /* one per line; the caller frees */
+    const char *fields[8];
+    rg_store_record rec;
+} managed_rp;
+
+/*
+ * At end of message, for an account with managed bounces (verp.h), when the
+ * adapter can change the envelope sender: mint bounces+TOKEN@DOMAIN into
+ * d->return_path and fill mr with its record rg:v:ID (account, original
+ * sender, every recipient, minted), which the store writes in the same
+ * round trip as the decision script.  0 with mr filled, or -1: leave the
+ * envelope sender alone (not managed, null sender, no recipients, already
+ * one of ours, or minting failed - logged).
+ */
+static int managed_return_path(rg_engine *e, decision *d, const rg_request *req, managed_rp *mr)
+{
+    const rg_bounce_conf *bc = &e->cfg->bounce;
+    rg_verp_purpose pu;
+    char tok[RG_VERP_TOKEN_MAX + 1];
+
+    if (!req->can_change_sender || d->acct == NULL || bc->domain == NULL ||
+        !rg_account_bounces_managed(d->acct, bc->managed) || d->sender[0] == '\0' ||
+        req->recipients == NULL || req->n_recipients == 0)
+        return -1;
+    if (rg_verp_split_address(bc, d->sender, &pu, tok, sizeof tok))
+        return -1;              /* already a return path of ours (mail passing twice) */
+    if (e->store->decide_record == NULL) {
+        rg_warn("%s: managed return path needs a blocking store; envelope sender kept",
+                d->qid[0] ? d->qid : "NOQUEUE");
+        return -1;
+    }
+    memset(mr, 0, sizeof *mr);
+    unsigned char id[RG_VERP_ID_BYTES];
+    char idt[RG_VERP_ID_TEXT + 1];
+    int64_t now = (int64_t)(e->clock->now_ms(e->clock) / 1000);
+    if (rg_verp_new_id(id) < 0 ||
+        rg_verp_mint(bc, RG_VERP_BOUNCES, id, now, tok, sizeof tok) < 0 ||
+        rg_verp_address_for(bc, RG_VERP_BOUNCES, tok, d->sender, d->return_path,
+                            sizeof d->return_path) < 0) {
+        rg_error("%s: cannot mint a return path for <%s> (account %s); envelope sender kept",
+                 d->qid[0] ? d->qid : "NOQUEUE", d->sender, d->acct->name);
+        d->return_path[0] = '\0';
+        return -1;
+    }
+    rg_verp_id_text(id, idt);
+    snprintf(mr->key, sizeof mr->key, "%s%s", RG_KEY_VERP, idt);
+    snprintf(mr->minted, sizeof mr->minted, "%" PRId64, now);
+    size_t cap = 1, o = 0;
+    for (unsigned i = 0; i < req->n_recipients; i++)
+        cap += (req->recipients[i] ? strlen(req->recipients[i]) : 0) + RG_ADDR_MAX + 1;
+    mr->rcpts = rg_malloc(cap);
+    mr->rcpts[0] = '\0';
+    for (unsigned i = 0; i < req->n_recipients; i++) {
+        char a[RG_ADDR_MAX];
+        const char *r = req->recipients[i] ? req->recipients[i] : "";
+        if (rg_addr_normalize(r, a, sizeof a) < 0)
+            rg_text_sanitize(r, a, sizeof a);
+        if (a[0] == '\0')
+            continue;
+        o += (size_t)snprintf(mr->rcpts + o, cap - o, "%s%s", o ? "\n" : "", a);
+    }
+    mr->fields[0] = "a";
+    mr->fields[1] = d->acct->name;
+    mr->fields[2] = "s";
+    mr->fields[3] = d->sender;
+    mr->fields[4] = "r";
+    mr->fields[5] = mr->rcpts;
+    mr->fields[6] = "t";
+    mr->fields[7] = mr->minted;
+    mr->rec.key = mr->key;
+    mr->rec.fields = mr->fields;
+    mr->rec.nfields = 4;
+    mr->rec.ttl_ms = bc->token_ttl_ms;
+    return 0;
 }
 
 static void copy_clean(char *dst, size_t len, const char *src)
@@ -666,6 +994,8 @@ void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, voi
         finish(d, &v);
         return;
     }
+    if (lazy_on(e))
+        lazy_prepare(e, req);
     d->snap = snap_get(e);
     if (d->snap == NULL) {
         maybe_load(e, 0);
@@ -698,7 +1028,7 @@ void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, voi
     if (refused) {
         d->v = v;
         d->logged_only = 1;
-        run_script(e, d, "log", req);
+        run_script(e, d, "log", req, NULL);
         return;
     }
     if (req->stage == RG_STAGE_HEADER) {
@@ -721,5 +1051,9 @@ void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, voi
     for (size_t i = 0; i < e->cfg->n_limits; i++)
         d->limits[d->n_limits++] = &e->cfg->limits[i];
     const char *op = req->stage == RG_STAGE_RCPT ? "rcpt" : req->stage == RG_STAGE_EOM ? "eom" : "check";
-    run_script(e, d, op, req);
+    managed_rp mr;
+    int with_record = req->stage == RG_STAGE_EOM && managed_return_path(e, d, req, &mr) == 0;
+    run_script(e, d, op, req, with_record ? &mr.rec : NULL);
+    if (with_record)
+        free(mr.rcpts);
 }

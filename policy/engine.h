@@ -37,6 +37,30 @@ typedef void rg_verdict_cb(void *arg, const rg_verdict *v);
  */
 rg_engine *rg_engine_new(const rg_config *cfg, rg_store *store, rg_clock *clock,
                          rg_geoip *geo, char *err, size_t errlen);
+
+/*
+ * An engine that reads only the accounts each request needs (the store's
+ * load_some: the account of a login or unix user and "default", or the
+ * accounts with client networks), for a process that lives for one
+ * connection or one command: an Exim connection without rg_preload, the
+ * CLI.  Reading 2,000 accounts costs such a process about 30 ms; one
+ * account, one small round trip.  The last lookup is kept while requests
+ * ask for the same one; a reply that shows a newer accounts generation
+ * makes the next request look up again, as the full engine reloads.  A
+ * request with only a local token reads every account from then on.  Needs
+ * a blocking store; with a store without load_some it is rg_engine_new.
+ */
+rg_engine *rg_engine_new_lazy(const rg_config *cfg, rg_store *store, rg_clock *clock,
+                              rg_geoip *geo, char *err, size_t errlen);
+/*
+ * Turn an engine that read every account into a lazy one (as above),
+ * keeping what it holds until a reply shows a newer generation: for a
+ * process forked from one that loaded them all (the Exim daemon's
+ * rg_preload), which then never reads them all again itself.
+ */
+void rg_engine_go_lazy(rg_engine *e);
+/* The accounts generation the engine holds (-1 before the first load). */
+long long rg_engine_generation(const rg_engine *e);
 void rg_engine_free(rg_engine *e);
 
 /*

@@ -5,14 +5,28 @@
  *
  *   rg:accts                 SET     account names
  *   rg:acct:NAME             HASH    account fields (account.h)
- *   rg:acct:gen              STRING  generation, INCR on every account change
- *   rg:b:BUCKET              STRING  GCRA theoretical arrival time (µs), expires when idle
- *   rg:q:BUCKET:WINDOW       STRING  quota use in one calendar window, expires 8 days after the window
- *   rg:h:BUCKET              HASH    holds of messages in flight: slot -> units; slot s lapses at
+ *   rg:acct:gen              STRING  generation, INCR on every account change (a node's copy of
+ *                                    an account, suspension included, is good while its generation
+ *                                    is the current one; decide.lua reads "suspended" only when not)
+ *   rg:acct:ix               HASH    login/unix-user index for rg_engine_new_lazy, kept by the
+ *                                    lookup script (store_redis.c): "_gen" the generation it was
+ *                                    built for (rebuilt when rg:acct:gen moved), "l:LOGIN" (lower
+ *                                    case; names count) and "u:USER" -> account, "c" the accounts
+ *                                    with client networks (comma-separated)
+ *   rg:h:BUCKET              HASH    all of a bucket's state, one key (one HMGET per limit and decision):
+ *                                    holds of messages in flight: slot -> units; slot s lapses at
  *                                    s * RG_HOLD_SLOT_MS (ms); a message holds in one slot;
  *                                    summary "_n" (units in the slots present) and "_lo"
- *                                    (<= the lowest slot present), so a check reads 3 fields
- *   rg:r:MSGKEY              HASH    a message's reservation: BUCKET -> held units, "_slot", "_charged", TTL reservation_ttl
+ *                                    (<= the lowest slot present);
+ *                                    "_t" a rate's GCRA theoretical arrival time (µs);
+ *                                    "q:WINDOW" a quota's use in that calendar window (the first
+ *                                    charge of a window removes the older ones);
+ *                                    "_x" the engine time (ms) the key's expiry was last pushed to
+ *                                    (past its holds' slot, a rate's TAT + 60 s, a quota's window
+ *                                    + 8 days), so a write sends PEXPIRE only when it must
+ *   rg:r:MSGKEY              STRING  a message's reservation: "SLOT\nBUCKET=UNITS\n..." (its holds'
+ *                                    slot, units held per bucket), or "charged" once charged without
+ *                                    a queue id; TTL reservation_ttl
  *   rg:c:NODE:QUEUEID        STRING  "charged" marker, TTL reservation_ttl
  *   rg:s:g                   HASH    global suppression: address -> "reason|since|expires|note"
  *   rg:s:a:ACCOUNT           HASH    per-account suppression, same values
@@ -80,6 +94,11 @@
  *                                    countries, s logins of the hour, g/q quiet until (ms),
  *                                    r refused-ratio slices, v version (each write +1, so
  *                                    detectors write only over what they read); TTL 60 days
+ *                                    (p reputation slices, x/y bounce/complaint rate quiet
+ *                                    until, e reputation actions taken)
+ *   rg:detect:leases         HASH    consumer -> "START END MS": the stream range of the batch
+ *                                    it read with NOACK and has not finished (at-least-once
+ *                                    without a pending list; taken over after claim_idle)
  *   Detection events (XADD rg:events): type detection.volume | detection.new_country |
  *                                    detection.countries | detection.ips | detection.refused, stage
  *                                    "detect", account, login, client, country, verdict the
@@ -99,8 +118,6 @@
 #define RG_KEY_ACCOUNTS      "rg:accts"
 #define RG_KEY_ACCOUNT       "rg:acct:"
 #define RG_KEY_ACCOUNT_GEN   "rg:acct:gen"
-#define RG_KEY_RATE          "rg:b:"
-#define RG_KEY_QUOTA         "rg:q:"
 #define RG_KEY_HOLDS         "rg:h:"
 #define RG_HOLD_SLOT_MS      10000   /* decide.lua SLOT */
 #define RG_KEY_RESERVATION   "rg:r:"
@@ -126,6 +143,7 @@
 #define RG_KEY_WH_STAT       "rg:wh:stat"
 #define RG_DETECT_GROUP      "detectd"
 #define RG_KEY_DETECT        "rg:dt:"
+#define RG_KEY_DETECT_LEASE  "rg:detect:leases"
 #define RG_DETECT_TTL_S      (60 * 86400)
 
 /*

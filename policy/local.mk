@@ -21,7 +21,8 @@ policy_librgpolicy_la_SOURCES = \
 	policy/metrics.h policy/metrics.c \
 	policy/verp.h policy/verp.c \
 	policy/detect.h policy/detect.c \
-	policy/detect_store.h policy/detect_store.c
+	policy/detect_store.h policy/detect_store.c \
+	policy/localsub.h policy/localsub.c
 nodist_policy_librgpolicy_la_SOURCES = policy/decide_lua.c
 policy_librgpolicy_la_CFLAGS = $(AM_CFLAGS) $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS) \
 	$(MAXMINDDB_CFLAGS) $(OPENSSL_CFLAGS)
@@ -45,9 +46,13 @@ policy_librgmetricshttp_la_LIBADD = $(MHD_LIBS)
 BUILT_SOURCES += policy/decide_lua.c
 CLEANFILES += policy/decide_lua.c
 EXTRA_DIST += policy/decide.lua
-policy/decide_lua.c: $(top_srcdir)/policy/decide.lua
+policy/decide_lua.c: $(top_srcdir)/policy/decide.lua $(top_srcdir)/policy/local.mk
 	$(AM_V_GEN)mkdir -p policy && { \
 	  echo '/* generated from decide.lua - do not edit */'; \
 	  echo 'const char rg_decide_lua[] ='; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $(top_srcdir)/policy/decide.lua; \
-	  echo ';'; } > $@-t && mv $@-t $@
+	  echo ';'; \
+	  echo '/* its SHA-1 for EVALSHA, of the same bytes (a last newline added if missing) */'; \
+	  printf 'const char rg_decide_lua_sha1[] = "%s";\n' \
+	    "$$(sed -e '$$a\' $(top_srcdir)/policy/decide.lua | sha1sum | cut -c1-40)"; \
+	  } > $@-t && mv $@-t $@

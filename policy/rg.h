@@ -53,6 +53,10 @@ typedef struct rg_verdict {
     char text[RG_TEXT_MAX];     /* without code and dsn */
     char account[RG_NAME_MAX];  /* account the message was tied to, "" if none */
     uint64_t retry_after_ms;    /* soft limits: time until the bucket frees */
+    char return_path[RG_ADDR_MAX];  /* EOM accept of an account with managed bounces, when
+                                   the request said can_change_sender: the new envelope
+                                   sender bounces+TOKEN@DOMAIN (without <>), whose record
+                                   is written; "" = leave the envelope sender alone */
 } rg_verdict;
 
 /*
@@ -77,6 +81,19 @@ typedef struct rg_request {
     uint64_t size;               /* MAIL (SIZE=) or EOM (real size); 0 if unknown */
     const char *script;          /* the script that sent it (PHP's X-PHP-Originating-Script),
                                     for the event; NULL or "" when unknown */
+    /* EOM stage, managed return path (verp.h): an adapter that can change the
+     * envelope sender (milter smfi_chgfrom, Exim's transport return_path) sets
+     * can_change_sender and lists every accepted recipient; the engine then
+     * answers an accepted message of a managed account with
+     * rg_verdict.return_path. */
+    bool can_change_sender;
+    const char *const *recipients;  /* n_recipients envelope recipients, without <> */
+    unsigned n_recipients;
+    const char *local_token;     /* local submission without a unix user from the MTA
+                                    (Postfix non_smtpd_milters, Sendmail's MSP from a
+                                    local_smtp_clients address): the X-Relayguard-Local
+                                    header value, "" when the message has none (localsub.h);
+                                    NULL: not a local submission */
 } rg_request;
 
 /* Write "551 5.7.1 text" style summaries, for logs.  Returns buf. */

@@ -31,6 +31,26 @@ typedef void rg_store_cb(void *arg, const rg_store_reply *r);
 /* accounts: a new set the callee owns, or NULL with err set. */
 typedef void rg_accounts_cb(void *arg, rg_accounts *accounts, long long gen, const char *err);
 
+/*
+ * A hash written in the same round trip as a decision (the managed return
+ * path's record rg:v:ID, verp.h): DEL, HSET key FIELD VALUE ..., PEXPIRE
+ * key ttl_ms, inside MULTI/EXEC so it never lives without its expiry.
+ */
+typedef struct rg_store_record {
+    const char *key;
+    const char *const *fields;  /* nfields FIELD, VALUE pairs: 2 * nfields strings */
+    int nfields;
+    uint64_t ttl_ms;
+} rg_store_record;
+
+/* Which accounts load_some reads (rg_engine_new_lazy). */
+typedef enum rg_account_lookup {
+    RG_LOOKUP_LOGIN,            /* the account claiming a SASL login, and "default" */
+    RG_LOOKUP_LOCAL_USER,       /* the account listing a unix user, and "default" */
+    RG_LOOKUP_NAME,             /* the account of that name */
+    RG_LOOKUP_CLIENTS           /* every account with client_networks */
+} rg_account_lookup;
+
 typedef struct rg_store rg_store;
 struct rg_store {
     /* Run the decision script with argv (argc strings, copied before return). */
@@ -38,6 +58,23 @@ struct rg_store {
     /* Read every account and the generation. */
     void (*load_accounts)(rg_store *s, rg_accounts_cb *cb, void *arg);
     void (*free)(rg_store *s);
+    /*
+     * decide, with rec written ahead of the script in the same pipeline (one
+     * round trip).  The reply is the script's; status is -1 when the record
+     * was not written, whatever the script did.  NULL in a store that cannot
+     * (the async one: relayguard-policyd never changes the envelope sender).
+     */
+    void (*decide_record)(rg_store *s, const rg_store_record *rec, int argc, const char **argv,
+                          rg_store_cb *cb, void *arg);
+    /*
+     * Read only the accounts one kind of request needs (key: the login,
+     * unix user or name; "" for RG_LOOKUP_CLIENTS), and the generation, so
+     * that identifying against the (maybe empty) set gives what the whole
+     * set would.  Same callback as load_accounts.  NULL in a store that
+     * cannot (then read every account).
+     */
+    void (*load_some)(rg_store *s, rg_account_lookup kind, const char *key,
+                      rg_accounts_cb *cb, void *arg);
 };
 
 struct event_base;
@@ -55,5 +92,8 @@ rg_store *rg_store_redis_async(const rg_config *cfg, struct event_base *base);
 
 /* The Lua source of the decision script (generated from decide.lua). */
 extern const char rg_decide_lua[];
+/* Its SHA-1 in hex, computed when it is compiled in: a process that only
+ * runs EVALSHA need not start OpenSSL for it (about 1 ms in OpenSSL 3). */
+extern const char rg_decide_lua_sha1[];
 
 #endif

@@ -11,9 +11,11 @@
  *  - sync: a blocking context with connect and command timeouts, guarded by
  *    a mutex, for the CLI, milter threads and Exim processes.
  *
- * The decision script is loaded with SCRIPT LOAD on every (re)connect and run
- * with EVALSHA; a NOSCRIPT reply (SCRIPT FLUSH behind our back) is answered
- * by running the same call once with EVAL.
+ * The decision script runs with EVALSHA.  The async store loads it with
+ * SCRIPT LOAD on every (re)connect; the sync one (short-lived processes)
+ * never sends it up front.  A NOSCRIPT reply (a new Redis, SCRIPT FLUSH
+ * behind our back) is answered by running the same call once with EVAL,
+ * which also puts the script in Redis's cache.
  */
 #include "config.h"
 
@@ -26,10 +28,10 @@
 #include <sys/time.h>
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/adapters/libevent.h>
-#include <openssl/sha.h>
 
 #include "clock.h"
 #include "log.h"
@@ -49,6 +51,63 @@ static const char load_lua[] =
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 500
 
+/*
+ * The accounts one request needs (store.h load_some), in the same reply
+ * shape.  ARGV: kind (l login, u unix user, n name, c client networks), key.
+ * Finding the account of a login without reading every account needs an
+ * index; rg:acct:ix (keys.h) is one, kept by this script rather than by
+ * the writers: it is rebuilt, in the same atomic call, whenever rg:acct:gen
+ * moved past the generation it was built for, so it can never be stale and
+ * costs one pass over the accounts per change, not per reader.  As when
+ * every account is read, the first account (in SMEMBERS order) to claim a
+ * login or unix user wins and a later one claiming any of them is left out.
+ */
+static const char some_lua[] =
+    "local gen = redis.call('GET', 'rg:acct:gen') or '0'\n"
+    "local ix = 'rg:acct:ix'\n"
+    "if redis.call('HGET', ix, '_gen') ~= gen then\n"
+    "  local map, clients = {}, {}\n"
+    "  for _, n in ipairs(redis.call('SMEMBERS', 'rg:accts')) do\n"
+    "    local f = redis.call('HMGET', 'rg:acct:' .. n, 'logins', 'local_users', 'client_networks')\n"
+    "    local keys = {['l:' .. string.lower(n)] = true}\n"
+    "    for w in string.gmatch(f[1] or '', '[^,%s]+') do keys['l:' .. string.lower(w)] = true end\n"
+    "    for w in string.gmatch(f[2] or '', '[^,%s]+') do keys['u:' .. w] = true end\n"
+    "    local taken = false\n"
+    "    for k in pairs(keys) do if map[k] then taken = true end end\n"
+    "    if not taken then\n"
+    "      for k in pairs(keys) do map[k] = n end\n"
+    "      if f[3] and string.find(f[3], '[^,%s]') then clients[#clients + 1] = n end\n"
+    "    end\n"
+    "  end\n"
+    "  redis.call('DEL', ix)\n"
+    "  local b = {'_gen', gen, 'c', table.concat(clients, ',')}\n"
+    "  for k, n in pairs(map) do\n"
+    "    b[#b + 1] = k\n"
+    "    b[#b + 1] = n\n"
+    "    if #b >= 1000 then redis.call('HSET', ix, unpack(b)) b = {} end\n"
+    "  end\n"
+    "  if #b > 0 then redis.call('HSET', ix, unpack(b)) end\n"
+    "end\n"
+    "local out = {gen}\n"
+    "local function add(n)\n"
+    "  if n and n ~= '' and redis.call('SISMEMBER', 'rg:accts', n) == 1 then\n"
+    "    out[#out + 1] = n\n"
+    "    out[#out + 1] = redis.call('HGETALL', 'rg:acct:' .. n)\n"
+    "  end\n"
+    "end\n"
+    "local kind, key = ARGV[1], ARGV[2]\n"
+    "if kind == 'l' or kind == 'u' then\n"
+    "  local n = redis.call('HGET', ix, kind .. ':' .. (kind == 'l' and string.lower(key) or key))\n"
+    "  add(n)\n"
+    "  if n ~= 'default' then add('default') end\n"
+    "elseif kind == 'n' then\n"
+    "  add(key)\n"
+    "else\n"
+    "  for n in string.gmatch(redis.call('HGET', ix, 'c') or '', '[^,]+') do add(n) end\n"
+    "end\n"
+    "return out\n";
+
+
 typedef struct store_common {
     rg_store base;
     rg_store_url url;
@@ -56,19 +115,13 @@ typedef struct store_common {
     char sha[41];               /* SHA1 of rg_decide_lua, hex */
 } store_common;
 
-static void sha1_hex(const char *text, char out[41])
-{
-    unsigned char md[SHA_DIGEST_LENGTH];
-    SHA1((const unsigned char *)text, strlen(text), md);
-    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
 static void common_init(store_common *c, const rg_config *cfg)
 {
     c->url = cfg->store;
     c->timeout_ms = cfg->store_timeout_ms ? cfg->store_timeout_ms : 250;
-    sha1_hex(rg_decide_lua, c->sha);
+    /* computed at build time (policy/local.mk): starting OpenSSL for it
+     * cost every Exim connection process about 1 ms */
+    rg_strlcpy(c->sha, rg_decide_lua_sha1, sizeof c->sha);
 }
 
 static void reply_error(rg_store_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -162,8 +215,16 @@ static rg_accounts *parse_accounts(const redisReply *rep, long long *gen, char *
  * Decisions that arrive in one turn of the event loop go to Redis as one
  * EVALSHA (decide.lua takes a batch), flushed at the end of that turn: the
  * cost of entering Lua is shared, and nothing waits for a batch to fill.
+ * At most INFLIGHT_MAX batches are in flight on the connection: one that
+ * Redis runs and one queued behind it, so Redis never idles between them.
+ * Decisions arriving meanwhile gather into the next batch, sent when a
+ * reply comes back.  So batches grow with the load by themselves: a batch
+ * costs Redis a fixed ~130,000 instructions besides its decisions
+ * (bench/run-script.sh with BATCH=1 against BATCH=64), which small batches
+ * pay over and over when the load is high; at low load nothing waits.
  */
-#define BATCH_MAX 64
+#define BATCH_MAX 128
+#define INFLIGHT_MAX 2
 
 typedef struct async_store async_store;
 
@@ -172,10 +233,12 @@ typedef struct async_call {
     rg_store_cb *cb;            /* decision call */
     rg_accounts_cb *acb;        /* account load */
     void *arg;
-    struct event *timer;
+    struct event *timer;        /* &timer_ev once set up */
+    struct event timer_ev;      /* in the call: no allocation of its own */
     int done;                   /* callback delivered (reply or timeout) */
     int argc;                   /* the decision's script arguments */
-    char **argv;
+    char **argv;                /* one allocation: pointers, lengths, the strings */
+    size_t *argvlen;
 } async_call;
 
 /* One EVALSHA in flight: its calls, and its arguments for an EVAL retry. */
@@ -200,6 +263,7 @@ struct async_store {
     struct event *flush;        /* sends the batch being gathered */
     async_call *gather[BATCH_MAX];
     unsigned ngather;
+    unsigned inflight;          /* batches sent, reply not yet in */
     uint64_t backoff_ms;
     uint64_t last_reply_ms;     /* monotonic */
     int closing;
@@ -210,9 +274,7 @@ static void async_connect(async_store *s);
 static void call_free(async_call *k)
 {
     if (k->timer)
-        event_free(k->timer);
-    for (int i = 0; i < k->argc; i++)
-        free(k->argv[i]);
+        event_del(k->timer);
     free(k->argv);
     free(k);
 }
@@ -380,13 +442,20 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
             call_deliver(b->calls[i], rep, NULL);  /* an error reply: the same for all */
     }
     batch_free(b);
+    s->inflight--;
+    /* what gathered while this batch was out goes at the end of this loop turn */
+    if (s->ngather > 0 && !s->closing)
+        event_active(s->flush, EV_WRITE, 0);
 }
 
-/* Send the gathered decisions as one EVALSHA. */
+/* Send the gathered decisions as one EVALSHA (unless INFLIGHT_MAX batches
+ * are out and the batch is not full: it is sent when a reply comes in). */
 static void flush_batch(async_store *s)
 {
     unsigned n = s->ngather;
     if (n == 0)
+        return;
+    if (s->inflight >= INFLIGHT_MAX && n < BATCH_MAX && s->ac && !s->closing)
         return;
     s->ngather = 0;
     async_batch *b = rg_calloc(1, sizeof *b);
@@ -408,15 +477,19 @@ static void flush_batch(async_store *s)
     b->argv[a++] = b->counts[n];
     for (unsigned i = 0; i < n; i++) {
         async_call *k = b->calls[i];
-        snprintf(b->counts[i], sizeof b->counts[0], "%d", k->argc);
+        b->argvlen[a] = (size_t)snprintf(b->counts[i], sizeof b->counts[0], "%d", k->argc);
         b->argv[a++] = b->counts[i];
-        for (int j = 0; j < k->argc; j++)
+        for (int j = 0; j < k->argc; j++) {
+            b->argvlen[a] = k->argvlen[j];
             b->argv[a++] = k->argv[j];
+        }
     }
-    for (int i = 0; i < argc; i++)
+    for (int i = 0; i < 4; i++)
         b->argvlen[i] = strlen(b->argv[i]);
-    if (s->ac && redisAsyncCommandArgv(s->ac, on_batch_reply, b, argc, b->argv, b->argvlen) == REDIS_OK)
+    if (s->ac && redisAsyncCommandArgv(s->ac, on_batch_reply, b, argc, b->argv, b->argvlen) == REDIS_OK) {
+        s->inflight++;
         return;
+    }
     for (unsigned i = 0; i < n; i++)
         call_deliver(b->calls[i], NULL, s->ac ? "Redis command could not be queued" : "Redis not connected");
     batch_free(b);
@@ -432,7 +505,9 @@ static async_call *call_new(async_store *s, void *arg)
     async_call *k = rg_calloc(1, sizeof *k);
     k->s = s;
     k->arg = arg;
-    k->timer = evtimer_new(s->base, on_call_timeout, k);
+    if (evtimer_assign(&k->timer_ev, s->base, on_call_timeout, k) < 0)
+        rg_panic("evtimer_assign failed");
+    k->timer = &k->timer_ev;
     struct timeval tv = { (time_t)(s->c.timeout_ms / 1000), (suseconds_t)((s->c.timeout_ms % 1000) * 1000) };
     evtimer_add(k->timer, &tv);
     return k;
@@ -452,9 +527,27 @@ static void async_decide(rg_store *st, int argc, const char **argv, rg_store_cb 
     async_call *k = call_new(s, arg);
     k->cb = cb;
     k->argc = argc;
-    k->argv = rg_calloc((size_t)argc + 1, sizeof *k->argv);
-    for (int i = 0; i < argc; i++)
-        k->argv[i] = rg_strdup(argv[i] ? argv[i] : "");
+    /* the arguments, copied into one allocation (a call used to make one per
+     * argument: two dozen malloc/free pairs per decision) */
+    size_t total = 0;
+    size_t *len = rg_calloc((size_t)argc + 1, sizeof *len);
+    for (int i = 0; i < argc; i++) {
+        len[i] = argv[i] ? strlen(argv[i]) : 0;
+        total += len[i] + 1;
+    }
+    char *block = rg_malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + total + 1);
+    k->argv = (char **)block;
+    k->argvlen = (size_t *)(block + (size_t)argc * sizeof(char *));
+    char *p = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++) {
+        k->argv[i] = p;
+        k->argvlen[i] = len[i];
+        if (len[i])
+            memcpy(p, argv[i], len[i]);
+        p[len[i]] = '\0';
+        p += len[i] + 1;
+    }
+    free(len);
     s->gather[s->ngather++] = k;
     if (s->ngather == BATCH_MAX)
         flush_batch(s);
@@ -579,8 +672,11 @@ static redisContext *sync_ctx(sync_store *s, char *err, size_t errlen)
     }
     if (s->c.url.db && setup_ok(redisCommand(ctx, "SELECT %d", s->c.url.db), ctx, err, errlen) < 0)
         goto fail;
-    if (setup_ok(redisCommand(ctx, "SCRIPT LOAD %s", rg_decide_lua), ctx, err, errlen) < 0)
-        goto fail;
+    /* No SCRIPT LOAD here: a blocking store often lives for one Exim
+     * connection or one CLI command, and sending all of decide.lua on
+     * every connect cost more than the decisions.  EVALSHA finds the script
+     * Redis already holds; on NOSCRIPT (a new or flushed Redis) the caller
+     * runs the call once with EVAL, which caches it for everyone. */
     s->ctx = ctx;
     s->backoff_ms = BACKOFF_MIN_MS;
     if (s->connected_once)
@@ -656,6 +752,102 @@ static void sync_decide(rg_store *st, int argc, const char **argv, rg_store_cb *
     cb(arg, &r);
 }
 
+/*
+ * decide with a record written first, in one pipeline (store.h):
+ * MULTI, DEL, HSET, PEXPIRE, EXEC, then the same EVALSHA as sync_decide.
+ * Kept apart from sync_decide so the plain decision path stays as it is.
+ */
+static void sync_decide_record(rg_store *st, const rg_store_record *rec, int argc,
+                               const char **argv, rg_store_cb *cb, void *arg)
+{
+    sync_store *s = (sync_store *)st;
+    rg_store_reply r;
+    char err[256], ttl[24], count[16];
+    int n = argc + 5, nh = 2 + 2 * rec->nfields;
+    snprintf(count, sizeof count, "%d", argc);
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)rec->ttl_ms);
+    const char **av = rg_calloc((size_t)n, sizeof *av);
+    size_t *al = rg_calloc((size_t)n, sizeof *al);
+    const char **hset = rg_calloc((size_t)nh, sizeof *hset);
+    av[0] = "EVALSHA";
+    av[1] = s->c.sha;
+    av[2] = "0";
+    av[3] = "1";
+    av[4] = count;
+    for (int i = 0; i < argc; i++)
+        av[i + 5] = argv[i] ? argv[i] : "";
+    for (int i = 0; i < n; i++)
+        al[i] = strlen(av[i]);
+    hset[0] = "HSET";
+    hset[1] = rec->key;
+    for (int i = 0; i < 2 * rec->nfields; i++)
+        hset[2 + i] = rec->fields[i] ? rec->fields[i] : "";
+    const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
+    const char *del[] = { "DEL", rec->key }, *exp[] = { "PEXPIRE", rec->key, ttl };
+
+    pthread_mutex_lock(&s->lock);
+    redisContext *ctx = sync_ctx(s, err, sizeof err);
+    if (ctx == NULL) {
+        pthread_mutex_unlock(&s->lock);
+        reply_error(&r, "%s", err);
+        goto out;
+    }
+    redisAppendCommandArgv(ctx, 1, multi, NULL);
+    redisAppendCommandArgv(ctx, 2, del, NULL);
+    redisAppendCommandArgv(ctx, nh, hset, NULL);
+    redisAppendCommandArgv(ctx, 3, exp, NULL);
+    redisAppendCommandArgv(ctx, 1, exec, NULL);
+    redisAppendCommandArgv(ctx, n, av, al);
+    /* read all six replies even after a failure, so the connection stays in step */
+    char werr[200] = "";
+    redisReply *rep = NULL;
+    int io = 0;
+    for (int i = 0; i < 6 && !io; i++) {
+        void *v = NULL;
+        if (redisGetReply(ctx, &v) != REDIS_OK || v == NULL) {
+            io = 1;
+            break;
+        }
+        redisReply *x = v;
+        if (i < 5 && werr[0] == '\0') {
+            if (x->type == REDIS_REPLY_ERROR)
+                snprintf(werr, sizeof werr, "record %s: %s", rec->key, x->str);
+            else if (i == 4 && (x->type != REDIS_REPLY_ARRAY || x->elements != 3))
+                snprintf(werr, sizeof werr, "record %s: transaction aborted", rec->key);
+        }
+        if (i < 5)
+            freeReplyObject(x);
+        else
+            rep = x;
+    }
+    if (!io && rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(rep);
+        av[0] = "EVAL";
+        av[1] = rg_decide_lua;
+        al[0] = 4;
+        al[1] = strlen(rg_decide_lua);
+        rep = redisCommandArgv(ctx, n, av, al);
+        io = rep == NULL;
+    }
+    if (io)
+        reply_error(&r, "Redis: %s", ctx->errstr);
+    else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1)
+        parse_decide_reply(rep->element[0], &r);
+    else
+        parse_decide_reply(rep, &r);    /* an error reply */
+    if (r.status == 0 && werr[0])
+        reply_error(&r, "%s", werr);
+    if (rep)
+        freeReplyObject(rep);
+    sync_drop(s);
+    pthread_mutex_unlock(&s->lock);
+out:
+    free(av);
+    free(al);
+    free(hset);
+    cb(arg, &r);
+}
+
 static void sync_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
 {
     sync_store *s = (sync_store *)st;
@@ -666,6 +858,33 @@ static void sync_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
     redisContext *ctx = sync_ctx(s, err, sizeof err);
     if (ctx) {
         redisReply *rep = redisCommand(ctx, "EVAL %s 0", load_lua);
+        if (rep == NULL)
+            snprintf(err, sizeof err, "Redis: %s", ctx->errstr);
+        else
+            set = parse_accounts(rep, &gen, err, sizeof err);
+        if (rep)
+            freeReplyObject(rep);
+        sync_drop(s);
+    }
+    pthread_mutex_unlock(&s->lock);
+    cb(arg, set, gen, set ? NULL : err);
+}
+
+/* load_some (store.h): the accounts of one login, unix user, name, or
+ * every account with client networks, in one round trip. */
+static void sync_load_some(rg_store *st, rg_account_lookup kind, const char *key,
+                           rg_accounts_cb *cb, void *arg)
+{
+    static const char kinds[] = { [RG_LOOKUP_LOGIN] = 'l', [RG_LOOKUP_LOCAL_USER] = 'u',
+                                  [RG_LOOKUP_NAME] = 'n', [RG_LOOKUP_CLIENTS] = 'c' };
+    sync_store *s = (sync_store *)st;
+    char err[256] = "", k[2] = { kinds[kind], '\0' };
+    long long gen = 0;
+    rg_accounts *set = NULL;
+    pthread_mutex_lock(&s->lock);
+    redisContext *ctx = sync_ctx(s, err, sizeof err);
+    if (ctx) {
+        redisReply *rep = redisCommand(ctx, "EVAL %s 0 %s %s", some_lua, k, key ? key : "");
         if (rep == NULL)
             snprintf(err, sizeof err, "Redis: %s", ctx->errstr);
         else
@@ -692,7 +911,9 @@ rg_store *rg_store_redis_sync(const rg_config *cfg)
     sync_store *s = rg_calloc(1, sizeof *s);
     common_init(&s->c, cfg);
     s->c.base.decide = sync_decide;
+    s->c.base.decide_record = sync_decide_record;
     s->c.base.load_accounts = sync_load_accounts;
+    s->c.base.load_some = sync_load_some;
     s->c.base.free = sync_free;
     s->backoff_ms = BACKOFF_MIN_MS;
     pthread_mutex_init(&s->lock, NULL);
@@ -729,6 +950,13 @@ static void pool_decide(rg_store *st, int argc, const char **argv, rg_store_cb *
     s->decide(s, argc, argv, cb, arg);
 }
 
+static void pool_decide_record(rg_store *st, const rg_store_record *rec, int argc,
+                               const char **argv, rg_store_cb *cb, void *arg)
+{
+    rg_store *s = pool_pick((pool_store *)st);
+    s->decide_record(s, rec, argc, argv, cb, arg);
+}
+
 static void pool_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
 {
     rg_store *s = pool_pick((pool_store *)st);
@@ -750,6 +978,7 @@ rg_store *rg_store_redis_pool(const rg_config *cfg, unsigned n)
         return rg_store_redis_sync(cfg);
     pool_store *p = rg_calloc(1, sizeof *p);
     p->base.decide = pool_decide;
+    p->base.decide_record = pool_decide_record;
     p->base.load_accounts = pool_load_accounts;
     p->base.free = pool_free;
     p->n = n;

@@ -213,19 +213,98 @@ rg_verp_verify(const rg_bounce_conf *bc, rg_verp_purpose purpose, const char *to
     return RG_VERP_OK;
 }
 
-int
-rg_verp_address(const rg_bounce_conf *bc, rg_verp_purpose purpose, const char *token,
-                char *out, size_t outlen)
+/* Length of the template's text before and after "%d", or -1 when the
+ * domain is fixed. */
+static int
+template_parts(const char *domain, size_t *pre, size_t *post)
 {
+    const char *pc = strstr(domain, "%d");
+    if (pc == NULL)
+        return -1;
+    *pre = (size_t)(pc - domain);
+    *post = strlen(pc + 2);
+    return 0;
+}
+
+bool
+rg_verp_domain_is_template(const rg_bounce_conf *bc)
+{
+    return bc->domain != NULL && strstr(bc->domain, "%d") != NULL;
+}
+
+int
+rg_verp_domain_for(const rg_bounce_conf *bc, const char *sender, char *out, size_t outlen)
+{
+    size_t pre, post;
+    int n;
+
+    if (outlen > 0)
+        out[0] = '\0';
     if (bc->domain == NULL)
         return -1;
-    int n = snprintf(out, outlen, "%s+%s@%s", purposes[purpose], token, bc->domain);
+    if (template_parts(bc->domain, &pre, &post) < 0) {
+        n = snprintf(out, outlen, "%s", bc->domain);
+    } else {
+        const char *at = sender ? strrchr(sender, '@') : NULL;
+        if (at == NULL || at[1] == '\0')
+            return -1;
+        n = snprintf(out, outlen, "%.*s%s%s", (int)pre, bc->domain, at + 1,
+                     bc->domain + pre + 2);
+        for (char *p = out; n > 0 && (size_t)n < outlen && *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+    }
     if (n < 0 || (size_t)n >= outlen) {
         if (outlen > 0)
             out[0] = '\0';
         return -1;
     }
     return 0;
+}
+
+bool
+rg_verp_domain_matches(const rg_bounce_conf *bc, const char *dom, size_t dlen)
+{
+    size_t pre, post;
+
+    if (bc->domain == NULL || dom == NULL)
+        return false;
+    if (template_parts(bc->domain, &pre, &post) < 0)
+        return dlen == strlen(bc->domain) && strncasecmp(dom, bc->domain, dlen) == 0;
+    /* "%d" stands for at least one label: something, and not a dot at its ends */
+    if (dlen < pre + post + 1 || strncasecmp(dom, bc->domain, pre) != 0 ||
+        strncasecmp(dom + dlen - post, bc->domain + pre + 2, post) != 0)
+        return false;
+    const char *mid = dom + pre;
+    size_t mlen = dlen - pre - post;
+    return mid[0] != '.' && mid[mlen - 1] != '.' && memchr(mid, '@', mlen) == NULL;
+}
+
+int
+rg_verp_address_for(const rg_bounce_conf *bc, rg_verp_purpose purpose, const char *token,
+                    const char *sender, char *out, size_t outlen)
+{
+    char dom[256];
+
+    if (rg_verp_domain_for(bc, sender, dom, sizeof dom) < 0) {
+        if (outlen > 0)
+            out[0] = '\0';
+        return -1;
+    }
+    int n = snprintf(out, outlen, "%s+%s@%s", purposes[purpose], token, dom);
+    if (n < 0 || (size_t)n >= outlen) {
+        if (outlen > 0)
+            out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+int
+rg_verp_address(const rg_bounce_conf *bc, rg_verp_purpose purpose, const char *token,
+                char *out, size_t outlen)
+{
+    return rg_verp_address_for(bc, purpose, token, NULL, out, outlen);
 }
 
 int
@@ -240,7 +319,7 @@ rg_verp_split_address(const rg_bounce_conf *bc, const char *addr, rg_verp_purpos
     if (at == NULL)
         return 0;
     size_t dlen = strcspn(at + 1, "> \t\r\n");
-    if (dlen != strlen(bc->domain) || strncasecmp(at + 1, bc->domain, dlen) != 0)
+    if (!rg_verp_domain_matches(bc, at + 1, dlen))
         return 0;
     for (int p = RG_VERP_BOUNCES; p <= RG_VERP_UNSUBSCRIBE; p++) {
         size_t plen = strlen(purposes[p]);

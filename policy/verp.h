@@ -87,13 +87,36 @@ int rg_verp_mint(const rg_bounce_conf *bc, rg_verp_purpose purpose,
 rg_verp_status rg_verp_verify(const rg_bounce_conf *bc, rg_verp_purpose purpose,
                               const char *token, int64_t now, rg_verp_token *out);
 
-/* "bounces+TOKEN@DOMAIN" or "unsubscribe+TOKEN@DOMAIN" into out.  0, or -1. */
+/*
+ * The bounce domain may be fixed ("bounce.example.net") or a template with
+ * "%d", the envelope sender's domain ("bounces.%d": mail from
+ * a@example.com returns to bounces.example.com, which keeps SPF aligned
+ * with the header From for DMARC; docs/architecture.md, "The bounce loop").
+ */
+bool rg_verp_domain_is_template(const rg_bounce_conf *bc);
+
+/* The bounce domain for mail from sender (lower case) into out.  0, or -1
+ * when there is no bounce block, the template needs a sender domain that
+ * sender lacks, or out is too small. */
+int rg_verp_domain_for(const rg_bounce_conf *bc, const char *sender, char *out, size_t outlen);
+
+/* Is dom[0..dlen) (any case) a bounce domain: the fixed one, or one the
+ * template can make (its "%d" standing for one label or more)? */
+bool rg_verp_domain_matches(const rg_bounce_conf *bc, const char *dom, size_t dlen);
+
+/* "bounces+TOKEN@DOMAIN" or "unsubscribe+TOKEN@DOMAIN" for mail from sender
+ * (needed only by a template domain; may be NULL otherwise) into out.
+ * 0, or -1 (see rg_verp_domain_for). */
+int rg_verp_address_for(const rg_bounce_conf *bc, rg_verp_purpose purpose, const char *token,
+                        const char *sender, char *out, size_t outlen);
+
+/* rg_verp_address_for without a sender: -1 with a template domain. */
 int rg_verp_address(const rg_bounce_conf *bc, rg_verp_purpose purpose, const char *token,
                     char *out, size_t outlen);
 
 /*
  * Is addr (with or without <>) one of ours: bounces+TOKEN@DOMAIN or
- * unsubscribe+TOKEN@DOMAIN, DOMAIN the bounce domain (any case)?  1 with the
+ * unsubscribe+TOKEN@DOMAIN, DOMAIN a bounce domain (rg_verp_domain_matches)?  1 with the
  * purpose and the token text (not yet verified) filled, or 0.
  */
 int rg_verp_split_address(const rg_bounce_conf *bc, const char *addr,

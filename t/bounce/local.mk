@@ -3,6 +3,18 @@
 BOUNCE_TESTS = \
 	t/bounce/corpus.sh \
 	t/bounce/cli.sh \
-	t/bounce/postfix.sh
+	t/bounce/postfix.sh \
+	t/bounce/verp-engine.sh \
+	t/bounce/verp-postfix.sh \
+	t/bounce/verp-cli.sh
 TESTS += $(BOUNCE_TESTS)
-EXTRA_DIST += $(BOUNCE_TESTS) t/bounce/corpus
+EXTRA_DIST += $(BOUNCE_TESTS) t/bounce/corpus t/bounce/verp-exim.sh
+# the managed return path in a real Exim (relayguard-exim.so, t/exim/common.sh)
+if BUILD_EXIM
+TESTS += t/bounce/verp-exim.sh
+endif
+# the managed return path at end of message, engine + store on a real Redis
+check_PROGRAMS += t/bounce/test_verp_eom
+t_bounce_test_verp_eom_SOURCES = t/bounce/test_verp_eom.c
+t_bounce_test_verp_eom_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(HIREDIS_CFLAGS)
+t_bounce_test_verp_eom_LDADD = policy/librgpolicy.la $(CMOCKA_LIBS) $(HIREDIS_LIBS)

@@ -10,15 +10,15 @@ is "$RC" 0 "account with limits"
 now_us=$(date +%s%6N)
 now_ms=$((now_us / 1000))
 T=36000000                       # 1h / 100 in microseconds
-rg_redis set rg:b:a:alice:rate-100-1h-msg $((now_us + 5 * T - 1000)) >/dev/null
-# holds: slot -> units (keys.h); one live slot with 1 unit, one lapsed slot
-rg_redis hset rg:h:a:alice:rate-100-1h-msg $(( (now_ms + 600000) / 10000 + 1 )) 1 $(( (now_ms - 20000) / 10000 )) 4 >/dev/null
+# a bucket is one hash (keys.h): _t a rate's TAT, q:WINDOW a quota's use,
+# slot -> units its holds; here one live slot with 1 unit, one lapsed slot
+rg_redis hset rg:h:a:alice:rate-100-1h-msg _t $((now_us + 5 * T - 1000)) \
+    $(( (now_ms + 600000) / 10000 + 1 )) 1 $(( (now_ms - 20000) / 10000 )) 4 >/dev/null
 win=$(date -u +%Y%m%d)
-rg_redis set rg:q:a:alice:quota-500-1d-rcpt:$win 123 >/dev/null
-rg_redis set rg:q:a:alice:quota-500-1d-rcpt:20200101 7 >/dev/null
-rg_redis set rg:b:a:alice:perdom:d:example.com $((now_us + 60000000 + 5000000)) >/dev/null
-rg_redis set rg:b:a:alice:perdom:d:other.org $((now_us + 3 * 6000000)) >/dev/null
-rg_redis set rg:q:g:gdom:d:example.com:$win 42 >/dev/null
+rg_redis hset rg:h:a:alice:quota-500-1d-rcpt q:$win 123 q:20200101 7 >/dev/null
+rg_redis hset rg:h:a:alice:perdom:d:example.com _t $((now_us + 60000000 + 5000000)) >/dev/null
+rg_redis hset rg:h:a:alice:perdom:d:other.org _t $((now_us + 3 * 6000000)) >/dev/null
+rg_redis hset rg:h:g:gdom:d:example.com q:$win 42 >/dev/null
 
 run limit show alice
 is "$RC" 0 "show: exit 0"
@@ -41,15 +41,15 @@ is "$RC" 1 "show unknown account: exit 1"
 
 run limit reset alice --limit perdom --domain example.com
 is "$RC" 0 "reset one domain: exit 0"
-is "$(rg_redis exists rg:b:a:alice:perdom:d:example.com rg:b:a:alice:perdom:d:other.org)" 1 "reset --domain: only that bucket"
+is "$(rg_redis exists rg:h:a:alice:perdom:d:example.com rg:h:a:alice:perdom:d:other.org)" 1 "reset --domain: only that bucket"
 run limit reset alice --limit quota-500-1d-rcpt
-is "$(rg_redis exists rg:q:a:alice:quota-500-1d-rcpt:$win rg:q:a:alice:quota-500-1d-rcpt:20200101)" 0 "reset quota: every window"
+is "$(rg_redis exists rg:h:a:alice:quota-500-1d-rcpt)" 0 "reset quota: every window (the bucket's hash)"
 run limit reset alice
-like "$OUT" "reset 3 limits: 3 keys deleted" "reset all: count"
-is "$(rg_redis keys 'rg:[bqh]:a:alice:*' | grep -c .)" 0 "reset all: no bucket keys left"
+like "$OUT" "reset 3 limits: 2 keys deleted" "reset all: count (the rate's and other.org's hashes)"
+is "$(rg_redis keys 'rg:h:a:alice:*' | grep -c .)" 0 "reset all: no bucket keys left"
 run limit show alice --limit rate-100-1h-msg
 like "$OUT" "rate +0/20 +left 20 +holds 0 +free" "show after reset: empty"
 run limit reset --global
-is "$(rg_redis exists rg:q:g:gdom:d:example.com:$win)" 0 "reset --global"
+is "$(rg_redis exists rg:h:g:gdom:d:example.com)" 0 "reset --global"
 
 done_testing

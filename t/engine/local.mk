@@ -5,3 +5,10 @@ t_engine_test_engine_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(HIREDIS_CFLAGS)
 t_engine_test_engine_LDADD = policy/librgpolicy.la $(CMOCKA_LIBS) $(HIREDIS_LIBS)
 TESTS += t/engine/engine.sh
 EXTRA_DIST += t/engine/engine.sh
+# rg_engine_new_lazy: only the accounts a request needs (store load_some)
+check_PROGRAMS += t/engine/test_lazy
+t_engine_test_lazy_SOURCES = t/engine/test_lazy.c
+t_engine_test_lazy_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(HIREDIS_CFLAGS) $(OPENSSL_CFLAGS)
+t_engine_test_lazy_LDADD = policy/librgpolicy.la $(CMOCKA_LIBS) $(HIREDIS_LIBS) $(OPENSSL_LIBS)
+TESTS += t/engine/lazy.sh
+EXTRA_DIST += t/engine/lazy.sh

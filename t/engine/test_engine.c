@@ -57,6 +57,10 @@ static const char *accounts_text =
     "account perdom {\n"
     "  domains = a.test, b.test\n"
     "  limit = quota 1/1d scope=domain\n"
+    "}\n"
+    "account susp {\n"
+    "  domains = susp.test\n"
+    "  suspended = yes\n"
     "}\n";
 
 typedef struct fixture {
@@ -116,8 +120,8 @@ static long long held_units(fixture *f, const char *bucket)
         long long v = strtoll(rep->element[i + 1]->str, NULL, 10);
         if (strcmp(rep->element[i]->str, "_n") == 0)
             n = v;
-        else if (rep->element[i]->str[0] != '_')
-            sum += v;
+        else if (rep->element[i]->str[0] >= '0' && rep->element[i]->str[0] <= '9')
+            sum += v;           /* a slot (not _n, _t, q:WINDOW, ...) */
     }
     freeReplyObject(rep);
     if (n >= 0)
@@ -276,10 +280,10 @@ static void test_quota_month_end(void **state)
     assert_int_equal(v.code, 550);
     assert_string_equal(v.reason, "quota");
     assert_int_equal(v.retry_after_ms, 60000);  /* until Feb 1 00:00 */
-    assert_int_equal(redis_int(f, "GET rg:q:a:monthly:quota-5-1mo-msg:202601"), 5);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:monthly:quota-5-1mo-msg q:202601"), 5);
     f->clock.now = utc_ms(2026, 2, 1, 0, 0, 0);
     assert_int_equal(send_msg(f, "monthly", "m@monthly.test", 1, NULL).action, RG_ACCEPT);
-    assert_int_equal(redis_int(f, "GET rg:q:a:monthly:quota-5-1mo-msg:202602"), 1);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:monthly:quota-5-1mo-msg q:202602"), 1);
 }
 
 static void test_rcpt_charged_once(void **state)
@@ -287,19 +291,19 @@ static void test_rcpt_charged_once(void **state)
     fixture *f = *state;
     rg_verdict v = send_msg(f, "rcpts", "r@rcpts.test", 3, "QID1");
     assert_int_equal(v.action, RG_ACCEPT);
-    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 3);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 3);
     /* the same queue id at EOM again (a second adapter): not charged twice */
     rg_request req = { .stage = RG_STAGE_EOM, .msg_id = "other", .queue_id = "QID1",
                        .sasl_username = "rcpts", .client_addr = "192.0.2.10",
                        .sender = "r@rcpts.test", .recipient_count = 3 };
     assert_int_equal(check(f, &req).action, RG_ACCEPT);
-    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 3);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 3);
     /* holds are gone after the charge */
     assert_int_equal(held_units(f, "a:rcpts:quota-10-1d-rcpt"), 0);
     /* 7 left: a message of 8 recipients gets 7 and is refused at the 8th */
     v = send_msg(f, "rcpts", "r@rcpts.test", 8, NULL);
     assert_int_equal(v.action, RG_TEMPFAIL);
-    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 3);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 3);
 }
 
 /* Two adapters on one message (policyd and milter): both reserve at RCPT
@@ -322,7 +326,7 @@ static void test_two_adapters_charge_once(void **state)
                            .sender = "r@rcpts.test", .recipient_count = 1 };
         assert_int_equal(check(f, &req).action, RG_ACCEPT);
     }
-    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 1);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 1);
     assert_int_equal(held_units(f, "a:rcpts:quota-10-1d-rcpt"), 0);
     /* stats count the message once */
     assert_int_equal(redis_int(f, "HGET rg:st:rcpts:2026112412 accept"), 1);
@@ -339,7 +343,7 @@ static void test_refused_and_aborted_not_charged(void **state)
     assert_int_equal(held_units(f, "a:one:quota-1-1d-msg"), 1);
     /* while it is in flight, its hold keeps the only place */
     assert_int_equal(send_msg(f, "one", "o@one.test", 1, NULL).action, RG_TEMPFAIL);
-    assert_int_equal(redis_int(f, "GET rg:q:a:one:quota-1-1d-msg:20261124"), 0);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:one:quota-1-1d-msg q:20261124"), 0);
     /* still held just before reservation_ttl has passed */
     f->clock.now += f->cfg->reservation_ttl_ms - 1000;
     assert_int_equal(send_msg(f, "one", "o@one.test", 1, NULL).action, RG_TEMPFAIL);
@@ -347,7 +351,7 @@ static void test_refused_and_aborted_not_charged(void **state)
      * nothing was charged */
     f->clock.now += 1000 + RG_HOLD_SLOT_MS;
     assert_int_equal(send_msg(f, "one", "o@one.test", 1, NULL).action, RG_ACCEPT);
-    assert_int_equal(redis_int(f, "GET rg:q:a:one:quota-1-1d-msg:20261124"), 1);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:one:quota-1-1d-msg q:20261124"), 1);
     /* a refused message (foreign domain) leaves no hold and no charge */
     f->clock.now += 86400000;
     assert_int_equal(send_msg(f, "one", "o@foreign.test", 1, NULL).action, RG_REJECT);
@@ -390,20 +394,20 @@ static void test_hold_slots_lapse(void **state)
     f->clock.now = t0 + f->cfg->reservation_ttl_ms + RG_HOLD_SLOT_MS + 1000;
     assert_int_equal(send_msg(f, "rcpts", "r@rcpts.test", 4, NULL).action, RG_ACCEPT);
     assert_int_equal(held_units(f, b), 3);
-    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 4);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 4);
     /* A ends late: checked again (4 used + 3 held + 2 <= 10) and charged;
      * the summary is not touched by its lapsed holds */
     assert_int_equal(eom_only(f, "A", 2).action, RG_ACCEPT);
-    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 6);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 6);
     assert_int_equal(held_units(f, b), 3);
     /* B ends: its reservation is charged and released */
     assert_int_equal(eom_only(f, "B", 3).action, RG_ACCEPT);
-    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 9);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 9);
     assert_int_equal(held_units(f, b), 0);
     assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt _n"), 0);
     /* one place left: the second recipient of the next message is refused */
     assert_int_equal(send_msg(f, "rcpts", "r@rcpts.test", 2, NULL).action, RG_TEMPFAIL);
-    assert_int_equal(redis_int(f, "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124"), 9);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 9);
 }
 
 /* A message without a queue id: its reservation is its charged marker, so
@@ -412,7 +416,7 @@ static void test_hold_slots_lapse(void **state)
 static void test_eom_repeated_without_queue_id(void **state)
 {
     fixture *f = *state;
-    const char *q = "GET rg:q:a:rcpts:quota-10-1d-rcpt:20261124";
+    const char *q = "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124";
     rcpts_only(f, "R", 2);
     for (int i = 0; i < 3; i++)
         assert_int_equal(eom_only(f, "R", 2).action, RG_ACCEPT);
@@ -431,7 +435,7 @@ static void test_scope_domain(void **state)
     assert_int_equal(send_msg(f, "perdom", "x@a.test", 1, NULL).action, RG_ACCEPT);
     assert_int_equal(send_msg(f, "perdom", "x@a.test", 1, NULL).action, RG_TEMPFAIL);
     assert_int_equal(send_msg(f, "perdom", "x@b.test", 1, NULL).action, RG_ACCEPT);
-    assert_int_equal(redis_int(f, "GET rg:q:a:perdom:quota-1-1d-msg:d:b.test:20261124"), 1);
+    assert_int_equal(redis_int(f, "HGET rg:h:a:perdom:quota-1-1d-msg:d:b.test q:20261124"), 1);
 }
 
 /* A relayguard.conf limit with scope=domain counts per sender domain over
@@ -450,7 +454,7 @@ static void test_global_domain_limit(void **state)
     assert_string_equal(v.reason, "quota");
     assert_non_null(strstr(v.text, "of sender domain example.com reached"));
     assert_null(strstr(v.text, "account"));
-    assert_int_equal(redis_int(f, "GET rg:q:g:gdom:d:example.com:20261124"), 1);
+    assert_int_equal(redis_int(f, "HGET rg:h:g:gdom:d:example.com q:20261124"), 1);
     /* another domain has its own bucket */
     assert_int_equal(send_msg(f, "alice@relay.test", "a@x.example.org", 1, NULL).action, RG_ACCEPT);
 }
@@ -478,16 +482,43 @@ static void test_suppression(void **state)
     assert_int_equal(redis_int(f, "HEXISTS rg:s:g old@dest.test"), 0);
 }
 
+/* Suspension: the engine's copy says so while its generation is current;
+ * an account suspended elsewhere (generation bumped) is refused at once, by
+ * the script reading the field, before this node has reloaded. */
+static void test_suspended_generation(void **state)
+{
+    fixture *f = *state;
+    rg_verdict v = send_msg(f, "susp", "a@susp.test", 1, NULL);
+    assert_int_equal(v.code, 550);
+    assert_string_equal(v.reason, "suspended");
+    assert_int_equal(send_msg(f, "alice@relay.test", "a@example.com", 1, NULL).action, RG_ACCEPT);
+    redis_cmd(f, "HSET rg:acct:alice suspended yes");
+    redis_cmd(f, "INCR rg:acct:gen");
+    v = send_msg(f, "alice@relay.test", "a@example.com", 1, NULL);
+    assert_int_equal(v.code, 550);
+    assert_string_equal(v.reason, "suspended");
+}
+
+/* A reply showing a newer accounts generation reloads the accounts at once,
+ * even right after the previous load (rg_engine_new loaded them just now). */
+static void test_newer_generation_reloads(void **state)
+{
+    fixture *f = *state;
+    assert_string_equal(send_msg(f, "zed", "a@zed.test", 1, NULL).reason, "unknown_account");
+    redis_cmd(f, "HSET rg:acct:zed logins zed domains zed.test");
+    redis_cmd(f, "SADD rg:accts zed");
+    redis_cmd(f, "INCR rg:acct:gen");
+    /* this decision's reply carries generation 1: the engine reloads */
+    send_msg(f, "alice@relay.test", "a@example.com", 1, NULL);
+    rg_verdict v = send_msg(f, "zed", "a@zed.test", 1, NULL);
+    assert_int_equal(v.action, RG_ACCEPT);
+    assert_string_equal(v.account, "zed");
+}
+
 static void test_suspended_unknown_network_size(void **state)
 {
     fixture *f = *state;
-    redis_cmd(f, "HSET rg:acct:alice suspended yes");
-    rg_verdict v = send_msg(f, "alice@relay.test", "a@example.com", 1, NULL);
-    assert_int_equal(v.code, 550);
-    assert_string_equal(v.reason, "suspended");
-    redis_cmd(f, "HSET rg:acct:alice suspended no");
-
-    v = send_msg(f, "mallory", "a@example.com", 1, NULL);
+    rg_verdict v = send_msg(f, "mallory", "a@example.com", 1, NULL);
     assert_int_equal(v.code, 550);
     assert_string_equal(v.reason, "unknown_account");
 
@@ -571,6 +602,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_global_domain_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suppression, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suspended_unknown_network_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_suspended_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_generation_reloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_slots_lapse, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eom_repeated_without_queue_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_from, setup, teardown),

@@ -13,8 +13,14 @@
 #                                 PLAIN auth (any login, password "secret"),
 #                                 delivery to the sink (SINK_PORT) with the
 #                                 DKIM options of conf.examples/exim/transport.conf
+#                                 RG_EXIM_MAIN, RG_EXIM_ROUTERS, RG_EXIM_TRANSPORTS:
+#                                 more text for the main section, the first
+#                                 routers, more transports
+#   rg_exim_example FILE PART     a part of a conf.examples/exim file: the lines
+#                                 after "# --- PART" up to the next "# --- "
 #   rg_exim_be DIR EXPR..         exim -be: one line per expansion (or "Failed: ...")
-#   rg_start_exim DIR             daemon on EXIM_PORT; EXIM_PID
+#   rg_start_exim DIR             daemon on EXIM_PORT; EXIM_PID (queue runs
+#                                 every 10 s, or RG_EXIM_QUEUE_RUN)
 #   rg_exim_panic DIR             the panic log (empty when Exim never panicked)
 RG_EXIM_ROOT=${RG_EXIM_ROOT:-/var/tmp/relayguard-exim/root}
 EXIM="$RG_EXIM_ROOT/usr/sbin/exim4"
@@ -103,6 +109,7 @@ acl_smtp_mail = acl_check_mail
 acl_smtp_rcpt = acl_check_rcpt
 acl_smtp_data = acl_check_data
 acl_not_smtp = acl_check_not_smtp
+${RG_EXIM_MAIN:-}
 
 begin acl
 EOF
@@ -110,6 +117,7 @@ EOF
         cat <<EOF
 
 begin routers
+${RG_EXIM_ROUTERS:-}
 to_sink:
   driver = manualroute
   route_list = * 127.0.0.1::${SINK_PORT:-25}
@@ -125,6 +133,8 @@ EOF
         # the DKIM options exactly as conf.examples/exim/transport.conf ships them
         sed -n '/^  dkim_domain/,/^  dkim_canon/p' "$top_srcdir/conf.examples/exim/transport.conf"
         cat <<EOF
+
+${RG_EXIM_TRANSPORTS:-}
 
 begin retry
 *   *   F,1h,1m
@@ -145,6 +155,10 @@ EOF
     fi
 }
 
+rg_exim_example() {
+    awk -v part="# --- $2" 'index($0, "# --- ") == 1 { on = index($0, part) == 1; next } on' "$1"
+}
+
 # Expressions go in on stdin (one per line, one Exim process for all):
 # command-line arguments are limited to 256 bytes by Exim.
 rg_exim_be() {
@@ -155,7 +169,8 @@ rg_exim_be() {
 
 rg_start_exim() {
     local dir=$1
-    rg_exim -C "$dir/exim.conf" -bd -q10s -oP "$dir/exim.pid" >"$dir/start.log" 2>&1
+    # RG_EXIM_QUEUE_RUN: the queue runner option ("" for none)
+    rg_exim -C "$dir/exim.conf" -bd ${RG_EXIM_QUEUE_RUN--q10s} -oP "$dir/exim.pid" >"$dir/start.log" 2>&1
     if ! rg_wait_port "$EXIM_PORT" 15; then
         echo "Bail out! Exim did not start on port $EXIM_PORT"
         { cat "$dir/start.log"; cat "$dir/log/paniclog" "$dir/log/mainlog"; } 2>/dev/null | tail -20 | sed 's/^/# /'

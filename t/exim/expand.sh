@@ -159,12 +159,17 @@ is "$(be "\${dlfunc{$SO}{rg_nosuch}{x}}")" \
    "Failed: dlsym \"rg_nosuch\" in \"$SO\" failed: $SO: undefined symbol: rg_nosuch" \
    "an unknown function is Exim's own error"
 
-# One Exim process, many calls: the config and the accounts are read once.
+# One Exim process, many calls: the config and the account are read once
+# (without rg_preload a process looks up only the account of its login).
 expr="\${dlfunc{$SO}{rg_mail}{$C}{bob@relay.test}{127.0.0.1}{b@example.com}{-1}}"
-before=$(grep -c 'loaded [0-9]* accounts' "$D/be.stderr")
+loads() { grep -Ec 'loaded [0-9]+ accounts|looked up [0-9]+ account' "$D/be.stderr"; }
+before=$(loads)
 out=$(rg_exim_be "$D" "$expr" "$expr" "$expr" "$expr" | grep -c '^action=accept ')
-after=$(grep -c 'loaded [0-9]* accounts' "$D/be.stderr")
-is "$out/$((after - before))" "4/1" "four calls in one Exim process: four verdicts, config and accounts loaded once"
+after=$(loads)
+is "$out/$((after - before))" "4/1" "four calls in one Exim process: four verdicts, config and account loaded once"
+like "$(grep -E 'looked up [0-9]+ account' "$D/be.stderr" | tail -1)" \
+   'looked up 1 account\(s\) for l:bob@relay.test' \
+   "a process without rg_preload reads only the account of its login, not all of them"
 
 # Never a crash: no panic log, and (sanitizer builds) no reports.
 is "$(rg_exim_panic "$D")" "" "Exim's panic log is empty"

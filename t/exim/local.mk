@@ -5,7 +5,7 @@
 # exim4-daemon-heavy (t/exim/common.sh).
 if BUILD_EXIM
 TESTS += t/exim/expand.sh t/exim/smtp.sh t/exim/local.sh t/exim/dkim.sh \
-	t/exim/store-failure.sh t/exim/shared-limit.sh
+	t/exim/store-failure.sh t/exim/shared-limit.sh t/exim/bounce.sh
 endif
 EXTRA_DIST += t/exim/common.sh t/exim/expand.sh t/exim/smtp.sh t/exim/local.sh \
-	t/exim/dkim.sh t/exim/store-failure.sh t/exim/shared-limit.sh
+	t/exim/dkim.sh t/exim/store-failure.sh t/exim/shared-limit.sh t/exim/bounce.sh

@@ -119,7 +119,7 @@ ok $? "Exim's log says which argument was bad"
 
 # rg_preload: the daemon holds the accounts and every connection process
 # inherits them, so 10 connections do not load the accounts 10 times (the
-# daemon reloads them every 2 s).
+# daemon checks the generation every 2 s, and reloads when it moved).
 evals() { rg_redis info commandstats | sed -n 's/^cmdstat_eval:calls=\([0-9]*\),.*/\1/p'; }
 e0=$(evals); e0=${e0:-0}
 for i in $(seq 1 10); do rg_send "$P" alice@relay.test a@example.com "p$i@example.net" --quit-after RCPT >/dev/null; done
@@ -140,6 +140,20 @@ qid=$(grep -o '[0-9A-Za-z]\{6\}-[0-9A-Za-z]\{6\}-[0-9A-Za-z]\{2\} <= ' "$D/log/m
 n=$(rg_redis --raw xrange rg:events - + | grep -cx "$qid")
 [ -n "$qid" ] && [ "$n" -ge 1 ]
 ok $? "the charge event carries Exim's queue id ($qid)"
+
+# rg_preload: an account changed after the daemon read it is seen by new
+# connections (the daemon checks the generation every 2 s and reloads when
+# it moved; a connection process that sees a newer one looks up its own).
+rg_cli account set alice --domains example.org >/dev/null
+ok $? "alice's domains changed to example.org"
+refused_now() { [ "$(rg_code "$(rg_exim_send "$P" alice@relay.test a@example.com chg@example.net)")" = 553 ]; }
+rg_wait_for 20 refused_now
+ok $? "rg_preload: the changed account is seen: example.com now 553 for alice"
+# (a connection forked before the daemon's next check may still decide on
+# the old copy at MAIL: the window is those 2 s)
+accepted_now() { [ "$(rg_code "$(rg_exim_send "$P" alice@relay.test a@example.org chg2@example.net)")" = 250 ]; }
+rg_wait_for 20 accepted_now
+ok $? "and example.org accepted"
 
 is "$(rg_exim_panic "$D" | grep -v 'rg_rcpt: argument 5 (RECIPIENT) is not valid UTF-8')" "" \
    "Exim's panic log holds nothing else"

@@ -63,8 +63,7 @@ done
 is "$(printf '%s' "$replies" | head -n 6 | grep -c 'queued as')" 6 "quota 6/1d across two nodes: messages 1-6 accepted"
 is "$(printf '%s' "$replies" | tail -n 2 | grep -c '^451 4\.7\.1 ')" 2 "  messages 7 and 8 refused with 451 4.7.1, on either node"
 printf '%s' "$replies" | grep -q -v 'queued as' || diag "$replies"
-used=0
-for k in $(rg_redis --scan --pattern 'rg:q:a:shared:q6:*'); do used=$((used + $(rg_redis GET "$k"))); done
+used=$(rg_redis HGETALL rg:h:a:shared:q6 | awk 'NR % 2 { f = $1; next } f ~ /^q:/ { s += $1 } END { print s + 0 }')
 is "$used" 6 "  one shared quota counter: 6"
 
 # --- all at once: 12 concurrent sessions, 6 per node, rate 5/1h -> exactly 5 --------

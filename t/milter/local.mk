@@ -18,3 +18,17 @@ EXTRA_DIST += t/milter/common.sh t/milter/dkimverify.py t/milter/wire.sh t/milte
 	t/milter/postfix.sh t/milter/kill.sh t/milter/sendmail.sh t/milter/local.sh \
 	t/milter/lua/lib.lua t/milter/lua/accept.lua t/milter/lua/refusals.lua \
 	t/milter/lua/notours.lua t/milter/lua/malformed.lua t/milter/lua/nonsmtp.lua
+
+# local submission through relayguard-sendmail (issue 3, localsub.h).  The
+# wrapper is tested set-group-id, where it must ignore RELAYGUARD_CONF: this
+# copy reads its configuration from a fixed path in the build tree instead.
+if BUILD_MILTER
+check_PROGRAMS += t/milter/relayguard-sendmail-fixed
+t_milter_relayguard_sendmail_fixed_SOURCES = submit/sendmail.c
+t_milter_relayguard_sendmail_fixed_CPPFLAGS = $(AM_CPPFLAGS) \
+	-DRG_SENDMAIL_CONFIG='"$(abs_top_builddir)/t/milter/local-sendmail.conf"'
+t_milter_relayguard_sendmail_fixed_LDADD = policy/librgpolicy.la
+TESTS += t/milter/local-postfix.sh t/milter/local-sendmail.sh
+endif
+EXTRA_DIST += t/milter/local-postfix.sh t/milter/local-sendmail.sh
+CLEANFILES += t/milter/local-sendmail.conf t/milter/local-sendmail.lock

@@ -66,7 +66,7 @@ wait_subject_seen() {
 printf 'Received: by local.relay.test (Postfix, from userid 0)\r\n\tid 4AB12C0FFEE; Tue, 24 Nov 2026 10:00:00 +0000 (UTC)\r\nFrom: a@example.com\r\nTo: b@example.net\r\nSubject: smtp-forged\r\n\r\nx\r\n' >"$RG_TMP/smtp-forged.eml"
 r=$(rg_send $P "" a@example.com b@example.net --data "$RG_TMP/smtp-forged.eml")
 like "$r" "^250 " "SMTP with a forged 'from userid 0' Received header on top: accepted"
-is "$(rg_redis GET "rg:q:a:lo:quota-100-1d-msg:$day")" 1 "... and charged to the network account lo, not to uid0"
+is "$(rg_redis HGET "rg:h:a:lo:quota-100-1d-msg" "q:$day")" 1 "... and charged to the network account lo, not to uid0"
 r=$(rg_send $P "" a@forged.test b@example.net --data "$RG_TMP/smtp-forged.eml")
 is "$r" "553 5.7.1 <a@forged.test>: sender domain forged.test is not allowed for account lo" \
     "SMTP with a forged uid header and a sender only uid0 may use: 553 for account lo"
@@ -103,8 +103,8 @@ if [ -n "$f" ]; then
 else
     fail "local message delivered"; fail "local message signed"
 fi
-is "$(rg_redis GET "rg:q:a:lo:quota-100-1d-msg:$day")" 2 "local message charged once, to account lo"
-is "$(rg_redis GET "rg:q:a:uid0:quota-100-1d-msg:$day")" "" "nothing charged to uid0"
+is "$(rg_redis HGET "rg:h:a:lo:quota-100-1d-msg" "q:$day")" 2 "local message charged once, to account lo"
+is "$(rg_redis HGET "rg:h:a:uid0:quota-100-1d-msg" "q:$day")" "" "nothing charged to uid0"
 is "$(rg_redis XRANGE rg:events - + | grep -cx uid0)" 0 "no event of account uid0"
 
 rg_stop_milter; is "$?" 0 "milter: clean exit"

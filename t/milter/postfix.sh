@@ -106,7 +106,7 @@ for i in 1 2; do
 done
 r=$(rg_send $P quota@relay.test q@example.com b@example.net)
 is "$r" "550 5.7.1 quota quota-2-1d-msg (2/1d) of account quota reached" "quota 2/1d: the third refused"
-is "$(rg_redis GET "rg:q:a:quota:quota-2-1d-msg:$(date -u +%Y%m%d)")" 2 "quota: charged 2"
+is "$(rg_redis HGET "rg:h:a:quota:quota-2-1d-msg" "q:$(date -u +%Y%m%d)")" 2 "quota: charged 2"
 
 # --- policyd and milter together: checked at both, charged once ------------
 if [ -x "$RG_BIN_POLICYD" ]; then
@@ -122,9 +122,9 @@ if [ -x "$RG_BIN_POLICYD" ]; then
             --header "Subject: together-$i")
         like "$r" "^250 " "policyd + milter: message $i accepted"
     done
-    is "$(rg_redis GET "rg:q:a:both:quota-100-1d-rcpt:$(date -u +%Y%m%d)")" 6 \
+    is "$(rg_redis HGET "rg:h:a:both:quota-100-1d-rcpt" "q:$(date -u +%Y%m%d)")" 6 \
         "policyd + milter: 3 messages of 2 recipients charged once (6)"
-    is "$(rg_redis HGETALL rg:h:a:both:quota-100-1d-rcpt | awk 'NR % 2 { f = $1; next } f !~ /^_/ { s += $1 } END { print s + 0 }')" 0 \
+    is "$(rg_redis HGETALL rg:h:a:both:quota-100-1d-rcpt | awk 'NR % 2 { f = $1; next } f ~ /^[0-9]/ { s += $1 } END { print s + 0 }')" 0 \
         "policyd + milter: no holds left"
     rg_wait_for 20 bash -c "[ \$(grep -rlF 'together-' '$SINK_DIR/mail' | wc -l) -ge 3 ]"
     f=$(grep -rlF -- "together-3" "$SINK_DIR/mail" | head -1)

@@ -49,3 +49,10 @@ TESTS += t/unit/test_detect
 t_unit_test_detect_SOURCES = t/unit/test_detect.c
 t_unit_test_detect_CFLAGS = $(UNIT_CFLAGS)
 t_unit_test_detect_LDADD = $(UNIT_LDADD) -lm
+
+# local submission tokens, X-Relayguard-Local (issue 3, policy/localsub.c)
+check_PROGRAMS += t/unit/test_localsub
+TESTS += t/unit/test_localsub
+t_unit_test_localsub_SOURCES = t/unit/test_localsub.c
+t_unit_test_localsub_CFLAGS = $(UNIT_CFLAGS)
+t_unit_test_localsub_LDADD = $(UNIT_LDADD)

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "unit.h"
@@ -384,6 +385,246 @@ static void test_fields_round_trip(void **state)
     free(t);
 }
 
+/* --- reputation ------------------------------------------------------------------ */
+
+/* One event of the reputation signals: "accept" (an accepted recipient),
+ * "hard" (bounce.hard) or "complaint" (bounce.complaint). */
+static size_t rep_event(const rg_detect_conf *c, const rg_detect_account *acct, rg_detect_state *s,
+                        uint64_t ts, const char *kind, replay *r)
+{
+    rg_detect_event ev = { .ts_ms = ts };
+    if (strcmp(kind, "accept") == 0) {
+        ev.stage = "rcpt";
+        ev.verdict = "accept";
+        ev.reason = "ok";
+    } else {
+        ev.type = strcmp(kind, "hard") == 0 ? "bounce.hard" : "bounce.complaint";
+        ev.stage = "bounce";
+        ev.verdict = kind;
+        ev.reason = "suppressed";
+    }
+    rg_detect_hit h[4];
+    size_t n = rg_detect_feed_account(c, acct, s, &ev, h, 4);
+    for (size_t i = 0; i < n; i++)
+        if (h[i].signal == RG_SIG_BOUNCE_RATE || h[i].signal == RG_SIG_COMPLAINT_RATE)
+            r->hits[r->nhits++] = h[i];
+    return n;
+}
+
+static rg_detect_conf conf_reputation(void)
+{
+    rg_detect_conf c = conf_default();
+    c.floor = 1000000;              /* not about volume, */
+    c.refused_min = 1000000;        /* nor about the refused ratio */
+    return c;
+}
+
+/* The rule itself: count / volume above the rate, volume at least min. */
+static void test_rate_rule(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *label;
+        uint64_t count, volume, min;
+        double rate;
+        bool passed;
+    } cases[] = {
+        { "5% of 1000 is exactly at 5%: not above", 50, 1000, 1000, 0.05, false },
+        { "51 of 1000 is above 5%", 51, 1000, 1000, 0.05, true },
+        { "0.1% of 1000 exactly: not above", 1, 1000, 1000, 0.001, false },
+        { "2 of 1000 is above 0.1%", 2, 1000, 1000, 0.001, true },
+        { "0.1% exactly at a large volume", 1000, 1000000, 1000, 0.001, false },
+        { "one more at a large volume", 1001, 1000000, 1000, 0.001, true },
+        { "below the minimum volume", 500, 999, 1000, 0.05, false },
+        { "exactly the minimum volume", 500, 1000, 1000, 0.05, true },
+        { "no volume at all", 5, 0, 1, 0.05, false },
+        { "a rate of 100% is never passed", 1000, 1000, 1, 1.0, false },
+        { "more bounces than recipients pass 100%", 1001, 1000, 1, 1.0, true },
+        { "0.07% (thresholds in ppm)", 8, 10000, 1000, 0.0007, true },
+        { "0.07% exactly", 7, 10000, 1000, 0.0007, false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        CHECK_INT(cases[i].label,
+                  rg_detect_rate_passed(cases[i].count, cases[i].volume, cases[i].min, cases[i].rate),
+                  cases[i].passed);
+    /* the thresholds as written in a configuration */
+    double d = 0;
+    CHECK_INT("5%", rg_rate_parse("5%", &d), 0);
+    CHECK_INT("5% of 1000: 50 is not above", rg_detect_rate_passed(50, 1000, 1, d), 0);
+    CHECK_INT("0.1%", rg_rate_parse("0.1%", &d), 0);
+    CHECK_INT("0.1% of 1000: 1 is not above", rg_detect_rate_passed(1, 1000, 1, d), 0);
+    CHECK_INT("0.1% of 1000: 2 is", rg_detect_rate_passed(2, 1000, 1, d), 1);
+    CHECK_INT("a fraction", rg_rate_parse("0.05", &d), 0);
+    CHECK_INT("0.05 = 5%", rg_detect_rate_passed(51, 1000, 1, d), 1);
+    static const char *const bad[] = { "0", "0%", "-1%", "101%", "1.5", "5 %", "5%%", "abc", "" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_INT(bad[i], rg_rate_parse(bad[i], &d), -1);
+}
+
+/* The window: 24 slices of reputation_window; the oldest falls out whole. */
+static void test_rate_window(void **state)
+{
+    (void)state;
+    rg_detect_conf c = conf_reputation();
+    c.reputation_window_ms = DAY;       /* slices of an hour */
+    c.reputation_min = 1000;
+    rg_detect_state *s = calloc(1, sizeof *s);
+    replay r = { 0 };
+    uint64_t t = monday() + 10 * HOUR;
+    for (int i = 0; i < 1000; i++)
+        rep_event(&c, NULL, s, t + (uint64_t)i, "accept", &r);
+    rg_detect_rates w = rg_detect_reputation(&c, s, t + HOUR);
+    CHECK_U64("volume in the window", w.volume, 1000);
+    /* 23 hours later the first slice is still in the window (24 slices) */
+    CHECK_U64("23 h later", rg_detect_reputation(&c, s, t + 23 * HOUR).volume, 1000);
+    /* 24 hours later its slice has left */
+    CHECK_U64("24 h later", rg_detect_reputation(&c, s, t + 24 * HOUR).volume, 0);
+    /* bounces a day later see no volume: below the minimum, nothing */
+    for (int i = 0; i < 100; i++)
+        rep_event(&c, NULL, s, t + 24 * HOUR + (uint64_t)i, "hard", &r);
+    CHECK_INT("old volume does not count", r.nhits, 0);
+    /* a slice that is older than the window when it comes is not counted */
+    memset(s, 0, sizeof *s);
+    rep_event(&c, NULL, s, t + 30 * HOUR, "accept", &r);
+    rep_event(&c, NULL, s, t + 30 * HOUR - 25 * HOUR, "accept", &r);
+    CHECK_U64("a straggler older than the window", rg_detect_reputation(&c, s, t + 30 * HOUR).volume, 1);
+    /* a new window length: the slices of the old width are dropped */
+    c.reputation_window_ms = 7 * DAY;
+    CHECK_U64("window changed", rg_detect_reputation(&c, s, t + 30 * HOUR).volume, 0);
+    free(s);
+}
+
+/* Minimum volume, exactly at the threshold, the hit's evidence, once per cool-down. */
+static void test_bounce_rate(void **state)
+{
+    (void)state;
+    rg_detect_conf c = conf_reputation();
+    rg_detect_state *s = calloc(1, sizeof *s);
+    replay r = { 0 };
+    uint64_t t = monday() + 10 * HOUR;
+    /* 999 recipients and 100 bounces (10 %): under the minimum volume */
+    for (int i = 0; i < 999; i++)
+        rep_event(&c, NULL, s, t + (uint64_t)i, "accept", &r);
+    for (int i = 0; i < 100; i++)
+        rep_event(&c, NULL, s, t + 1000 + (uint64_t)i, "hard", &r);
+    CHECK_INT("under reputation_min", r.nhits, 0);
+    /* a 1000th recipient: 100 / 1000 = 10 %, but recipients do not fire */
+    rep_event(&c, NULL, s, t + 2000, "accept", &r);
+    CHECK_INT("a recipient does not fire", r.nhits, 0);
+    rep_event(&c, NULL, s, t + 2001, "hard", &r);
+    CHECK_INT("the next bounce fires", r.nhits, 1);
+    rg_detect_hit *h = &r.hits[0];
+    CHECK_STR("signal", rg_detect_signal_name(h->signal), "bounce_rate");
+    CHECK_INT("action: the first of reputation_action", h->action, RG_DETECT_THROTTLE);
+    CHECK_INT("not configurable by detect_action", h->configurable, 0);
+    CHECK_U64("volume", h->volume, 1000);
+    CHECK_U64("count", h->count, 101);
+    CHECK_U64("window", h->window_ms, 24 * HOUR);
+    if (fabs(h->rate - 0.101) > 1e-9 || fabs(h->rate_threshold - 0.05) > 1e-12)
+        fail_msg("rate %f threshold %f", h->rate, h->rate_threshold);
+    /* once per cool-down */
+    rg_detect_acted(&c, s, t + 2001);
+    for (int i = 0; i < 10; i++)
+        rep_event(&c, NULL, s, t + 3000 + (uint64_t)i, "hard", &r);
+    CHECK_INT("quiet within the cool-down", r.nhits, 1);
+    free(s);
+
+    /* exactly at the threshold: 50 of 1000 */
+    s = calloc(1, sizeof *s);
+    r.nhits = 0;
+    for (int i = 0; i < 1000; i++)
+        rep_event(&c, NULL, s, t + (uint64_t)i, "accept", &r);
+    for (int i = 0; i < 50; i++)
+        rep_event(&c, NULL, s, t + 1000 + (uint64_t)i, "hard", &r);
+    CHECK_INT("exactly 5%", r.nhits, 0);
+    rep_event(&c, NULL, s, t + 1100, "hard", &r);
+    CHECK_INT("51 of 1000", r.nhits, 1);
+    CHECK_U64("51", r.hits[0].count, 51);
+    free(s);
+
+    /* the account's own threshold */
+    s = calloc(1, sizeof *s);
+    r.nhits = 0;
+    rg_detect_account own = { .bounce_rate = 0.02, .complaint_rate = 0 };
+    for (int i = 0; i < 1000; i++)
+        rep_event(&c, &own, s, t + (uint64_t)i, "accept", &r);
+    for (int i = 0; i < 21; i++)
+        rep_event(&c, &own, s, t + 1000 + (uint64_t)i, "hard", &r);
+    CHECK_INT("2% of the account: 21 of 1000 fire", r.nhits, 1);
+    CHECK_U64("at the 21st", r.hits[0].count, 21);
+    if (fabs(r.hits[0].rate_threshold - 0.02) > 1e-12)
+        fail_msg("threshold %f", r.hits[0].rate_threshold);
+    free(s);
+}
+
+/* Complaints, and the actions in turn: throttle, then suspend, then over again. */
+static void test_complaint_rate_actions(void **state)
+{
+    (void)state;
+    rg_detect_conf c = conf_reputation();
+    c.reputation_action[0] = RG_DETECT_THROTTLE;
+    c.reputation_action[1] = RG_DETECT_SUSPEND;
+    c.n_reputation_action = 2;
+    c.cooldown_ms = HOUR;
+    rg_detect_state *s = calloc(1, sizeof *s);
+    replay r = { 0 };
+    uint64_t t = monday() + 10 * HOUR;
+    for (int i = 0; i < 1000; i++)
+        rep_event(&c, NULL, s, t + (uint64_t)i, "accept", &r);
+    rep_event(&c, NULL, s, t + 1000, "complaint", &r);
+    CHECK_INT("1 of 1000 = 0.1%: not above", r.nhits, 0);
+    rep_event(&c, NULL, s, t + 1001, "complaint", &r);
+    CHECK_INT("2 of 1000", r.nhits, 1);
+    CHECK_STR("signal", rg_detect_signal_name(r.hits[0].signal), "complaint_rate");
+    CHECK_INT("first: throttle", r.hits[0].action, RG_DETECT_THROTTLE);
+    CHECK_U64("complaints", r.hits[0].count, 2);
+    rg_detect_acted(&c, s, t + 1001);
+    /* within the cool-down: quiet */
+    rep_event(&c, NULL, s, t + 30 * 60000, "complaint", &r);
+    CHECK_INT("cool-down", r.nhits, 1);
+    /* after it, still above: the second action */
+    rep_event(&c, NULL, s, t + HOUR + 2000, "complaint", &r);
+    CHECK_INT("after the cool-down", r.nhits, 2);
+    CHECK_INT("second: suspend", r.hits[1].action, RG_DETECT_SUSPEND);
+    CHECK_INT("not cooling", r.hits[1].cooling, 0);
+    rg_detect_acted(&c, s, t + HOUR + 2000);
+    /* the last action repeats */
+    rep_event(&c, NULL, s, t + 2 * HOUR + 3000, "complaint", &r);
+    CHECK_INT("third", r.nhits, 3);
+    CHECK_INT("the last action repeats", r.hits[2].action, RG_DETECT_SUSPEND);
+    /* a resume starts over with the first action */
+    rg_detect_resumed(&c, s, t + 2 * HOUR + 4000);
+    for (int i = 0; i < 1000; i++)
+        rep_event(&c, NULL, s, t + 3 * HOUR + 5000 + (uint64_t)i, "accept", &r);
+    rep_event(&c, NULL, s, t + 3 * HOUR + 7000, "complaint", &r);
+    CHECK_INT("after resume and its cool-down", r.nhits, 4);
+    CHECK_INT("resume: throttle first again", r.hits[3].action, RG_DETECT_THROTTLE);
+    /* complaints are not refused recipients, hard bounces are not complaints */
+    CHECK_U64("complaints in the window", rg_detect_reputation(&c, s, t + 3 * HOUR + 7000).complaints, 6);
+    CHECK_U64("hard bounces", rg_detect_reputation(&c, s, t + 3 * HOUR + 7000).hard, 0);
+
+    /* the reputation state survives the hash fields */
+    const char *keys[RG_DETECT_FIELDS];
+    char *values[RG_DETECT_FIELDS];
+    size_t n = rg_detect_state_to_fields(s, false, keys, values);
+    rg_detect_state *u = calloc(1, sizeof *u);
+    CHECK_INT("parses", rg_detect_state_from_fields(u, (char *const *)keys, values, n), 0);
+    rg_detect_rates a = rg_detect_reputation(&c, s, t + 3 * HOUR + 7000),
+                    b = rg_detect_reputation(&c, u, t + 3 * HOUR + 7000);
+    CHECK_U64("volume survives", b.volume, a.volume);
+    CHECK_U64("complaints survive", b.complaints, a.complaints);
+    CHECK_U64("quiet survives", u->complaint_quiet_ms, s->complaint_quiet_ms);
+    CHECK_INT("strikes survive", u->rep_strikes, s->rep_strikes);
+    CHECK_U64("last action survives", u->rep_last_ms, s->rep_last_ms);
+    for (size_t i = 0; i < n; i++)
+        free(values[i]);
+    char *k[1] = { (char *)"p" }, *v[1] = { (char *)"3600000 12/x/1/2" };
+    CHECK_INT("damaged slices", rg_detect_state_from_fields(u, k, v, 1), 1);
+    CHECK_U64("cost their part", rg_detect_reputation(&c, u, t).volume, 0);
+    free(u);
+    free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +635,10 @@ int main(void)
         cmocka_unit_test(test_ips),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_fields_round_trip),
+        cmocka_unit_test(test_rate_rule),
+        cmocka_unit_test(test_rate_window),
+        cmocka_unit_test(test_bounce_rate),
+        cmocka_unit_test(test_complaint_rate_actions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

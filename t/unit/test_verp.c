@@ -77,6 +77,51 @@ test_round_trip(void **state)
                                            sizeof back), 1);
 }
 
+/* A template domain: "bounces.%d" follows the sender's domain. */
+static void
+test_template_domain(void **state)
+{
+    rg_bounce_conf c = conf(keys_current, 2);
+    char tok[RG_VERP_TOKEN_MAX + 1], addr[300], back[64], dom[256];
+    rg_verp_purpose p;
+    (void)state;
+
+    c.domain = (char *)"bounces.%d";
+    assert_true(rg_verp_domain_is_template(&c));
+    assert_int_equal(rg_verp_mint(&c, RG_VERP_BOUNCES, ID, NOW, tok, sizeof tok), 0);
+    assert_int_equal(rg_verp_domain_for(&c, "a@Shop.Example.COM", dom, sizeof dom), 0);
+    CHECK_STR("domain for", dom, "bounces.shop.example.com");
+    assert_int_equal(rg_verp_address_for(&c, RG_VERP_BOUNCES, tok, "a@shop.test", addr,
+                                         sizeof addr), 0);
+    CHECK_HAS("address", addr, "@bounces.shop.test");
+    assert_int_equal(rg_verp_split_address(&c, addr, &p, back, sizeof back), 1);
+    CHECK_STR("split", back, tok);
+    /* without a sender (or one without a domain) there is no address */
+    assert_int_equal(rg_verp_address(&c, RG_VERP_BOUNCES, tok, addr, sizeof addr), -1);
+    assert_int_equal(rg_verp_address_for(&c, RG_VERP_BOUNCES, tok, "nodomain", addr,
+                                         sizeof addr), -1);
+    /* which domains the template makes */
+    static const struct { const char *dom; bool ours; } cases[] = {
+        { "bounces.example.com", true },
+        { "BOUNCES.x.y.z", true },
+        { "bounces.", false },
+        { "bounces..example.com", false },
+        { "bounce.example.com", false },
+        { "xbounces.example.com", false },
+        { "example.com", false },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        CHECK_INT(cases[i].dom, rg_verp_domain_matches(&c, cases[i].dom, strlen(cases[i].dom)),
+                  cases[i].ours);
+    /* a fixed domain matches itself only */
+    c.domain = (char *)"bounce.example.com";
+    assert_false(rg_verp_domain_is_template(&c));
+    assert_true(rg_verp_domain_matches(&c, "Bounce.Example.com", 18));
+    assert_false(rg_verp_domain_matches(&c, "x.bounce.example.com", 20));
+    assert_int_equal(rg_verp_domain_for(&c, NULL, dom, sizeof dom), 0);
+    CHECK_STR("fixed", dom, "bounce.example.com");
+}
+
 static void
 test_tampered_and_forged(void **state)
 {
@@ -184,6 +229,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_tampered_and_forged),
+        cmocka_unit_test(test_template_domain),
         cmocka_unit_test(test_rotation_and_expiry),
         cmocka_unit_test(test_ids_are_random),
     };
