@@ -1,5 +1,5 @@
 #!/bin/bash
-# t/bounce/corpus.sh - every fixture of t/bounce/corpus/ through
+# t/bounce/classify.sh - every fixture of t/bounce/corpus/ through
 # "relayguard bounce parse", diffed against its .ref (the expected format,
 # class, status and deciding rule of each recipient; written from RFC 3463,
 # RFC 3464, RFC 5965 and the providers' documented replies).
