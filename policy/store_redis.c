@@ -848,16 +848,19 @@ out:
     cb(arg, &r);
 }
 
-static void sync_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
+/* EVAL a script that answers with accounts (load_lua, some_lua) and hand
+ * the parsed set to cb: the one round trip of load_accounts and load_some.
+ * argv is "EVAL", the script, "0" and the script's arguments. */
+static void sync_eval_accounts(sync_store *s, int argc, const char **argv,
+                               rg_accounts_cb *cb, void *arg)
 {
-    sync_store *s = (sync_store *)st;
     char err[256] = "";
     long long gen = 0;
     rg_accounts *set = NULL;
     pthread_mutex_lock(&s->lock);
     redisContext *ctx = sync_ctx(s, err, sizeof err);
     if (ctx) {
-        redisReply *rep = redisCommand(ctx, "EVAL %s 0", load_lua);
+        redisReply *rep = redisCommandArgv(ctx, argc, argv, NULL);
         if (rep == NULL)
             snprintf(err, sizeof err, "Redis: %s", ctx->errstr);
         else
@@ -870,6 +873,12 @@ static void sync_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
     cb(arg, set, gen, set ? NULL : err);
 }
 
+static void sync_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
+{
+    const char *argv[] = { "EVAL", load_lua, "0" };
+    sync_eval_accounts((sync_store *)st, 3, argv, cb, arg);
+}
+
 /* load_some (store.h): the accounts of one login, unix user, name, or
  * every account with client networks, in one round trip. */
 static void sync_load_some(rg_store *st, rg_account_lookup kind, const char *key,
@@ -877,24 +886,9 @@ static void sync_load_some(rg_store *st, rg_account_lookup kind, const char *key
 {
     static const char kinds[] = { [RG_LOOKUP_LOGIN] = 'l', [RG_LOOKUP_LOCAL_USER] = 'u',
                                   [RG_LOOKUP_NAME] = 'n', [RG_LOOKUP_CLIENTS] = 'c' };
-    sync_store *s = (sync_store *)st;
-    char err[256] = "", k[2] = { kinds[kind], '\0' };
-    long long gen = 0;
-    rg_accounts *set = NULL;
-    pthread_mutex_lock(&s->lock);
-    redisContext *ctx = sync_ctx(s, err, sizeof err);
-    if (ctx) {
-        redisReply *rep = redisCommand(ctx, "EVAL %s 0 %s %s", some_lua, k, key ? key : "");
-        if (rep == NULL)
-            snprintf(err, sizeof err, "Redis: %s", ctx->errstr);
-        else
-            set = parse_accounts(rep, &gen, err, sizeof err);
-        if (rep)
-            freeReplyObject(rep);
-        sync_drop(s);
-    }
-    pthread_mutex_unlock(&s->lock);
-    cb(arg, set, gen, set ? NULL : err);
+    char k[2] = { kinds[kind], '\0' };
+    const char *argv[] = { "EVAL", some_lua, "0", k, key ? key : "" };
+    sync_eval_accounts((sync_store *)st, 5, argv, cb, arg);
 }
 
 static void sync_free(rg_store *st)
