@@ -3,6 +3,9 @@
  *
  *   relayguard bounce [--rcpt ADDR | --rcpt-env VAR] < MESSAGE
  *                                                 one bounce, complaint or unsubscribe
+ *   relayguard bounce [--rcpt ADDR] FILE...       several messages in one process
+ *   relayguard bounce --maildir DIR               a maildir's unseen messages (marked seen)
+ *   relayguard bounce --lmtp LISTEN [--user U]    the resident LMTP server (cli/lmtp.c)
  *   relayguard bounce parse FILE...               print the classification only
  *   relayguard bounce token ACCOUNT SENDER RCPT... [--unsubscribe]
  *                                                 mint a return path (writes its record)
@@ -20,6 +23,10 @@
  * Retrying is safe: a suppression is written once, a soft bounce is counted
  * under the message's digest, so the same bounce counts once.
  *
+ * All of them run one code path per message (rg_bounce_loop_run, bounce_loop.h);
+ * the several-message modes exit with the most important code of their
+ * messages (EX_TEMPFAIL > EX_NOINPUT > EX_DATAERR > 0).
+ *
  * The token is checked (policy/verp.c) before anything is looked up; the
  * message is read with policy/bounce.c; what it means for the lists is
  * decided here in the one place the loop is: which recipient of the token's
@@ -33,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <dirent.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/time.h>
@@ -47,6 +55,7 @@
 #include "account.h"
 #include "admin.h"
 #include "bounce.h"
+#include "bounce_loop.h"
 #include "conf.h"
 #include "config.h"
 #include "log.h"
@@ -245,7 +254,27 @@ typedef struct job {
     char digest[33];               /* of the message: the soft-bounce member */
     size_t size;
     uint64_t now;
+    FILE *out;                     /* the report lines (NULL: none) */
+    char *summary;                 /* the same lines, "; " between (NULL: none) */
+    size_t sumlen;
 } job;
+
+/* One line of what was done: to j->out and, in short, to j->summary. */
+static void __attribute__((format(printf, 2, 3)))
+tell(job *j, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (j->out != NULL)
+        fprintf(j->out, "%s\n", line);
+    if (j->summary != NULL && j->sumlen > 0) {
+        size_t n = strlen(j->summary);
+        snprintf(j->summary + n, j->sumlen - n, "%s%s", n ? "; " : "", line);
+    }
+}
 
 /* One event and its stats counter; -1 on a store error. */
 static int
@@ -346,7 +375,7 @@ handle_rcpt(job *j, const rg_bounce_rcpt *x)
     if (addr == NULL) {
         rg_warn("bounce: %s bounce for <%s> which is not a recipient of token's message "
                 "(account %s); nothing suppressed", cls, x->addr[0] ? x->addr : "?", j->account);
-        printf("%s %s: not a recipient of the message\n", cls, x->addr[0] ? x->addr : "?");
+        tell(j, "%s %s: not a recipient of the message", cls, x->addr[0] ? x->addr : "?");
         return emit(j, cls, x->addr, x->status, "not_a_recipient", detail);
     }
     switch (x->cls) {
@@ -383,7 +412,7 @@ handle_rcpt(job *j, const rg_bounce_rcpt *x)
     }
     rg_info("bounce: account=%s from=<%s> to=<%s> class=%s status=%s rule=\"%s\" outcome=%s",
             j->account, j->sender, addr, cls, x->status[0] ? x->status : "-", x->rule, outcome);
-    printf("%s %s %s: %s\n", cls, x->status[0] ? x->status : "-", addr, outcome);
+    tell(j, "%s %s %s: %s", cls, x->status[0] ? x->status : "-", addr, outcome);
     return emit(j, cls, addr, x->status, outcome, detail);
 }
 
@@ -511,30 +540,59 @@ digest_hex(const char *data, size_t len, char out[33])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static int
-bounce_read(const rg_config *cfg, const char *env_rcpt)
+void
+rg_bounce_loop_msg_init(rg_bounce_loop_msg *m, const char *data, size_t len)
 {
-    char *data = NULL;
-    size_t len = 0;
-    bool cut;
+    memset(m, 0, sizeof *m);
+    m->data = data;
+    m->len = len;
+    digest_hex(data, len, m->digest);
+    m->rep = rg_calloc(1, sizeof *m->rep);
+    m->perr = rg_bounce_parse(data, len, m->rep, m->err, sizeof m->err);
+    snprintf(m->msgid, sizeof m->msgid, "%s",
+             m->perr == 0 && m->rep->message_id[0] ? m->rep->message_id : "-");
+}
+
+void
+rg_bounce_loop_msg_clear(rg_bounce_loop_msg *m)
+{
+    free(m->rep);
+    m->rep = NULL;
+}
+
+/* A store error: log it, drop the connection (the next message opens a new one). */
+static rg_bounce_loop_result
+store_failed(job *j, rg_admin **ad)
+{
+    rg_error("bounce: %s; the MTA will retry", rg_admin_error(*ad));
+    tell(j, "retry: %s", rg_admin_error(*ad));
+    rg_admin_close(ad);
+    j->ad = NULL;
+    return RG_BOUNCE_LOOP_RETRY;
+}
+
+rg_bounce_loop_result
+rg_bounce_loop_run(const rg_config *cfg, rg_admin **ad, const rg_bounce_loop_msg *m,
+                   const char *env_rcpt, FILE *out, char *summary, size_t sumlen)
+{
+    const rg_bounce_report *rep = m->rep;
+    const char *data = m->data, *msgid = m->msgid;
+    size_t len = m->len;
+    int perr = m->perr;
     job j;
 
     memset(&j, 0, sizeof j);
     j.cfg = cfg;
     j.now = now_ms();
-    if (read_all(stdin, &data, &len, &cut) < 0) {
-        rg_error("bounce: cannot read the message: %s", strerror(errno));
-        return EX_TEMPFAIL;
-    }
-    if (len == 0) {
-        rg_error("bounce: empty message on standard input");
-        free(data);
-        return EX_DATAERR;
-    }
     j.size = len;
-    digest_hex(data, len, j.digest);
+    j.out = out;
+    j.summary = summary;
+    j.sumlen = sumlen;
+    if (summary != NULL && sumlen > 0)
+        summary[0] = '\0';
+    memcpy(j.digest, m->digest, sizeof j.digest);
 
-    /* Which of our addresses was this sent to?  --rcpt, else the delivery headers. */
+    /* Which of our addresses was this sent to?  The envelope, else the delivery headers. */
     char cand[RG_ADDR_MAX * 2] = "", token[RG_VERP_TOKEN_MAX + 16] = "";
     rg_verp_purpose purpose = RG_VERP_BOUNCES;
     bool ours = false;
@@ -544,58 +602,52 @@ bounce_read(const rg_config *cfg, const char *env_rcpt)
     for (size_t i = 0; !ours && env_rcpt == NULL && i < sizeof hdrs / sizeof hdrs[0]; i++)
         if (first_header(data, len, hdrs[i], cand, sizeof cand))
             ours = rg_verp_split_address(&cfg->bounce, cand, &purpose, token, sizeof token);
-
-    rg_bounce_report *rep = rg_calloc(1, sizeof *rep);
-    char err[256];
-    int perr = rg_bounce_parse(data, len, rep, err, sizeof err);
     /* A complaint report sent to a feedback-loop address carries the return path inside. */
     if (!ours && perr == 0 && rep->orig_return_path[0] != '\0')
         ours = rg_verp_split_address(&cfg->bounce, rep->orig_return_path, &purpose, token,
                                      sizeof token);
-    char msgid[256];
-    snprintf(msgid, sizeof msgid, "%s", perr == 0 && rep->message_id[0] ? rep->message_id : "-");
 
-    int rc = 0;
+    rg_bounce_loop_result rc = RG_BOUNCE_LOOP_DONE;
     char errs[512];
-    j.ad = rg_admin_connect(cfg, errs, sizeof errs);
-    if (j.ad == NULL) {
+    if (*ad == NULL && (*ad = rg_admin_connect(cfg, errs, sizeof errs)) == NULL) {
         rg_error("bounce: %s; the MTA will retry", errs);
-        rc = EX_TEMPFAIL;
-        goto out;
+        tell(&j, "retry: %s", errs);
+        return RG_BOUNCE_LOOP_RETRY;
     }
+    j.ad = *ad;
 
     if (!ours) {
         rg_warn("bounce: message-id=%s size=%zu: not addressed to bounces+TOKEN@%s or "
                 "unsubscribe+TOKEN@%s; ignored", msgid, len, cfg->bounce.domain,
                 cfg->bounce.domain);
-        printf("ignored: no relayguard token\n");
-        rc = emit(&j, "ignored", "", "", "no_token", msgid) < 0 ? EX_TEMPFAIL : 0;
-        goto out;
+        if (emit(&j, "ignored", "", "", "no_token", msgid) < 0)
+            return store_failed(&j, ad);
+        tell(&j, "ignored: no relayguard token");
+        return RG_BOUNCE_LOOP_DONE;
     }
     rg_verp_token t;
     rg_verp_status st = rg_verp_verify(&cfg->bounce, purpose, token, (int64_t)(j.now / 1000), &t);
     if (st != RG_VERP_OK) {
         rg_warn("bounce: message-id=%s: refused token %s (%s): nothing suppressed", msgid,
                 token, rg_verp_status_name(st));
-        printf("refused: token %s\n", rg_verp_status_name(st));
-        rc = emit(&j, "refused", "", "", rg_verp_status_name(st), token) < 0 ? EX_TEMPFAIL : 0;
-        goto out;
+        if (emit(&j, "refused", "", "", rg_verp_status_name(st), token) < 0)
+            return store_failed(&j, ad);
+        tell(&j, "refused: token %s", rg_verp_status_name(st));
+        return RG_BOUNCE_LOOP_DONE;
     }
 
     rg_fields rec = { 0 };
     int got = rg_admin_verp_get(j.ad, t.id_text, &rec);
-    if (got < 0) {
-        rg_error("bounce: %s; the MTA will retry", rg_admin_error(j.ad));
-        rc = EX_TEMPFAIL;
-        goto out;
-    }
+    if (got < 0)
+        return store_failed(&j, ad);
     if (got == 0 || rg_fields_get(&rec, "a") == NULL || rg_fields_get(&rec, "r") == NULL) {
         rg_warn("bounce: message-id=%s: token %s has no record (expired or removed); ignored",
                 msgid, t.id_text);
-        printf("ignored: unknown token\n");
-        rc = emit(&j, "ignored", "", "", "unknown_token", token) < 0 ? EX_TEMPFAIL : 0;
         rg_fields_clear(&rec);
-        goto out;
+        if (emit(&j, "ignored", "", "", "unknown_token", token) < 0)
+            return store_failed(&j, ad);
+        tell(&j, "ignored: unknown token");
+        return RG_BOUNCE_LOOP_DONE;
     }
     j.account = rg_fields_get(&rec, "a");
     j.sender = rg_fields_get(&rec, "s") ? rg_fields_get(&rec, "s") : "";
@@ -610,6 +662,7 @@ bounce_read(const rg_config *cfg, const char *env_rcpt)
         free(copy);
     }
 
+    bool store_err = false;
     if (purpose == RG_VERP_UNSUBSCRIBE) {
         const char *who = NULL;
         if (j.n_rcpts == 1)
@@ -621,52 +674,258 @@ bounce_read(const rg_config *cfg, const char *env_rcpt)
             rg_warn("bounce: unsubscribe for token %s from <%s> matches none of its %zu "
                     "recipients; nothing suppressed", t.id_text, perr == 0 ? rep->orig_from : "",
                     j.n_rcpts);
-            printf("unsubscribe: no matching recipient\n");
-            rc = emit(&j, "unsubscribe", perr == 0 ? rep->orig_from : "", "", "not_a_recipient",
-                      "") < 0 ? EX_TEMPFAIL : 0;
+            if (emit(&j, "unsubscribe", perr == 0 ? rep->orig_from : "", "", "not_a_recipient",
+                     "") < 0)
+                store_err = true;
+            else
+                tell(&j, "unsubscribe: no matching recipient");
         } else {
             const char *outcome = "suppressed";
             if (suppress(&j, who, "unsubscribe", "unsubscribe by mail", &outcome) < 0 ||
                 emit(&j, "unsubscribe", who, "", outcome, "") < 0) {
-                rg_error("bounce: %s; the MTA will retry", rg_admin_error(j.ad));
-                rc = EX_TEMPFAIL;
+                store_err = true;
             } else {
                 rg_info("bounce: account=%s to=<%s> unsubscribe outcome=%s", j.account, who,
                         outcome);
-                printf("unsubscribe %s: %s\n", who, outcome);
+                tell(&j, "unsubscribe %s: %s", who, outcome);
             }
         }
     } else if (perr < 0 || rep->n_rcpt == 0) {
         rg_warn("bounce: message-id=%s size=%zu account=%s: %s; nothing suppressed",
-                msgid, len, j.account, perr < 0 ? err : "not a bounce or complaint");
-        printf("ignored: %s\n", perr < 0 ? err : "not a bounce");
-        rc = emit(&j, "ignored", "", "", "unparsed", perr < 0 ? err : "not a bounce") < 0
-             ? EX_TEMPFAIL : 0;
+                msgid, len, j.account, perr < 0 ? m->err : "not a bounce or complaint");
+        if (emit(&j, "ignored", "", "", "unparsed", perr < 0 ? m->err : "not a bounce") < 0)
+            store_err = true;
+        else
+            tell(&j, "ignored: %s", perr < 0 ? m->err : "not a bounce");
     } else {
-        for (size_t i = 0; i < rep->n_rcpt && rc == 0; i++) {
-            if (handle_rcpt(&j, &rep->rcpt[i]) < 0) {
-                rg_error("bounce: %s; the MTA will retry", rg_admin_error(j.ad));
-                rc = EX_TEMPFAIL;
-            }
-        }
-        if (rc == 0 && want_forward(&j, rep)) {
+        for (size_t i = 0; i < rep->n_rcpt && !store_err; i++)
+            if (handle_rcpt(&j, &rep->rcpt[i]) < 0)
+                store_err = true;
+        if (!store_err && want_forward(&j, rep)) {
             if (forward(&j, data, len) < 0) {
                 rg_error("bounce: the MTA will retry (the lists are already written; "
                          "a retry changes nothing there)");
-                rc = EX_TEMPFAIL;
+                tell(&j, "retry: forwarding to %s failed", j.sender);
+                rc = RG_BOUNCE_LOOP_RETRY;
             } else {
-                printf("forwarded to %s\n", j.sender);
+                tell(&j, "forwarded to %s", j.sender);
             }
         }
     }
+    if (store_err)
+        rc = store_failed(&j, ad);
     rg_fields_clear(&rec);
+    rg_strv_free(j.rcpts);
+    return rc;
+}
 
-out:
-    if (j.rcpts != NULL)
-        rg_strv_free(j.rcpts);
-    rg_admin_close(&j.ad);
-    free(rep);
+/* One message on standard input, as the MTA's pipe gives it: sysexits(3). */
+static int
+bounce_read(const rg_config *cfg, const char *env_rcpt)
+{
+    char *data = NULL;
+    size_t len = 0;
+    bool cut;
+
+    if (read_all(stdin, &data, &len, &cut) < 0) {
+        rg_error("bounce: cannot read the message: %s", strerror(errno));
+        return EX_TEMPFAIL;
+    }
+    if (len == 0) {
+        rg_error("bounce: empty message on standard input");
+        free(data);
+        return EX_DATAERR;
+    }
+    rg_bounce_loop_msg m;
+    rg_admin *ad = NULL;
+    rg_bounce_loop_msg_init(&m, data, len);
+    rg_bounce_loop_result r = rg_bounce_loop_run(cfg, &ad, &m, env_rcpt, stdout, NULL, 0);
+    rg_admin_close(&ad);
+    rg_bounce_loop_msg_clear(&m);
     free(data);
+    return r == RG_BOUNCE_LOOP_DONE ? 0 : EX_TEMPFAIL;
+}
+
+/* --- bounce FILE... | bounce --maildir DIR ---------------------------------------------- */
+
+/* Rank of an exit code for several messages: the one that matters most wins. */
+static int
+worse(int a, int b)
+{
+    static const int order[] = { 0, EX_DATAERR, EX_NOINPUT, EX_TEMPFAIL };
+    int ra = 0, rb = 0;
+    for (int i = 0; i < 4; i++) {
+        if (order[i] == a)
+            ra = i;
+        if (order[i] == b)
+            rb = i;
+    }
+    return ra >= rb ? a : b;
+}
+
+typedef struct files_run {
+    const rg_config *cfg;
+    rg_admin *ad;               /* one connection for the whole run */
+    const char *rcpt;
+    unsigned done, retry, bad;
+} files_run;
+
+/* One file: 0, EX_TEMPFAIL (retry later), EX_NOINPUT (unreadable) or EX_DATAERR (empty). */
+static int
+one_file(files_run *fr, const char *path, const char *label)
+{
+    FILE *f = fopen(path, "rb");
+    char *data;
+    size_t len;
+    bool cut;
+
+    printf("== %s\n", label);
+    if (f == NULL) {
+        rg_error("bounce: %s: %s", path, strerror(errno));
+        printf("error: %s\n", strerror(errno));
+        fr->bad++;
+        return EX_NOINPUT;
+    }
+    int r = read_all(f, &data, &len, &cut);
+    fclose(f);
+    if (r < 0) {
+        rg_error("bounce: %s: read error", path);
+        printf("error: read error\n");
+        fr->bad++;
+        return EX_NOINPUT;
+    }
+    if (len == 0) {
+        rg_error("bounce: %s: empty file", path);
+        printf("error: empty\n");
+        free(data);
+        fr->bad++;
+        return EX_DATAERR;
+    }
+    rg_bounce_loop_msg m;
+    rg_bounce_loop_msg_init(&m, data, len);
+    rg_bounce_loop_result res = rg_bounce_loop_run(fr->cfg, &fr->ad, &m, fr->rcpt, stdout, NULL, 0);
+    rg_bounce_loop_msg_clear(&m);
+    free(data);
+    if (res == RG_BOUNCE_LOOP_RETRY) {
+        fr->retry++;
+        return EX_TEMPFAIL;
+    }
+    fr->done++;
+    return 0;
+}
+
+static int
+bounce_files(const rg_config *cfg, const char *rcpt, int n, const char **files)
+{
+    files_run fr = { .cfg = cfg, .rcpt = rcpt };
+    int rc = 0;
+    for (int i = 0; i < n; i++)
+        rc = worse(rc, one_file(&fr, files[i], files[i]));
+    rg_admin_close(&fr.ad);
+    printf("%d messages: %u done, %u to retry, %u unreadable or empty\n", n, fr.done, fr.retry,
+           fr.bad);
+    return rc;
+}
+
+static int
+char_cmp(const void *a, const void *b)
+{
+    return *(const char *)a - *(const char *)b;
+}
+
+static int
+name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * A maildir of collected bounces: every message of new/ and every one of cur/
+ * without the S (seen) flag, oldest name first.  A message that is done is
+ * marked seen the maildir way (moved to cur/NAME:2,FLAGS with S added), so a
+ * second run skips it; one to retry is left where it is.
+ */
+static int
+bounce_maildir(const rg_config *cfg, const char *rcpt, const char *dir)
+{
+    static const char *const subs[] = { "new", "cur" };
+    files_run fr = { .cfg = cfg, .rcpt = rcpt };
+    int rc = 0;
+    unsigned total = 0, skipped = 0;
+
+    /* both lists first: what this run marks seen lands in cur/ */
+    char **names[2] = { NULL, NULL };
+    size_t nn[2] = { 0, 0 };
+    for (size_t s = 0; s < 2; s++) {
+        char sub[4096];
+        if ((size_t)snprintf(sub, sizeof sub, "%s/%s", dir, subs[s]) >= sizeof sub) {
+            say("bounce: --maildir %s: path too long", dir);
+            rc = EX_USAGE;
+            goto out;
+        }
+        DIR *d = opendir(sub);
+        if (d == NULL) {
+            say("bounce: --maildir %s: %s: %s (not a maildir?)", dir, sub, strerror(errno));
+            rc = EX_NOINPUT;
+            goto out;
+        }
+        size_t cap = 0;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.')
+                continue;
+            const char *info = strstr(e->d_name, ":2,");
+            if (s == 1 && info != NULL && strchr(info + 3, 'S') != NULL) {
+                skipped++;
+                continue;
+            }
+            if (nn[s] == cap) {
+                cap = cap ? cap * 2 : 64;
+                names[s] = rg_realloc(names[s], cap * sizeof *names[s]);
+            }
+            names[s][nn[s]++] = rg_strdup(e->d_name);
+        }
+        closedir(d);
+        if (nn[s] > 0)
+            qsort(names[s], nn[s], sizeof *names[s], name_cmp);
+    }
+    for (size_t s = 0; s < 2; s++) {
+        for (size_t i = 0; i < nn[s]; i++) {
+            char path[8192], label[4200], dest[8192], flags[64] = "S";
+            snprintf(path, sizeof path, "%s/%s/%s", dir, subs[s], names[s][i]);
+            snprintf(label, sizeof label, "%s/%s", subs[s], names[s][i]);
+            total++;
+            int r = one_file(&fr, path, label);
+            rc = worse(rc, r);
+            if (r != 0)
+                continue;
+            /* done: cur/BASE:2,FLAGS with S among the flags (sorted, as maildir wants) */
+            char *base = names[s][i], *info = strstr(base, ":2,");
+            if (info != NULL) {
+                size_t k = 0;
+                for (const char *p = info + 3; *p && k + 2 < sizeof flags; p++)
+                    if (*p != 'S' && (unsigned char)*p >= 'A' && (unsigned char)*p <= 'z')
+                        flags[k++] = *p;
+                flags[k++] = 'S';
+                flags[k] = '\0';
+                *info = '\0';
+                qsort(flags, k, 1, char_cmp);
+            }
+            snprintf(dest, sizeof dest, "%s/cur/%s:2,%s", dir, base, flags);
+            if (rename(path, dest) < 0)
+                rg_warn("bounce: %s done but not marked seen: rename to %s: %s", path, dest,
+                        strerror(errno));
+        }
+    }
+    printf("%u messages: %u done, %u to retry, %u unreadable or empty (%u seen before, skipped)\n",
+           total, fr.done, fr.retry, fr.bad, skipped);
+out:
+    for (size_t s = 0; s < 2; s++) {
+        for (size_t i = 0; i < nn[s]; i++)
+            free(names[s][i]);
+        free(names[s]);
+    }
+    rg_admin_close(&fr.ad);
     return rc;
 }
 
@@ -676,8 +935,10 @@ int
 rg_cli_bounce(int argc, char **argv, const char *conf_path, bool json)
 {
     const char **pos = rg_calloc((size_t)argc + 1, sizeof *pos), *rcpt = NULL;
+    const char *maildir = NULL;
     int npos = 0, rc;
     bool unsubscribe = false;
+    rg_lmtp_opts lo = { .size_limit = RG_LMTP_SIZE_DEFAULT };
 
     (void)json;
     /* A bounce is one process (the MTA's pipe), and OpenSSL 3 reading
@@ -705,6 +966,27 @@ rg_cli_bounce(int argc, char **argv, const char *conf_path, bool json)
             rcpt = v && v[0] ? v : rcpt;
         } else if (strcmp(s, "--unsubscribe") == 0) {
             unsubscribe = true;
+        } else if (strcmp(s, "--maildir") == 0 && i + 1 < argc) {
+            maildir = argv[++i];
+        } else if (strcmp(s, "--lmtp") == 0 && i + 1 < argc) {
+            lo.listen = argv[++i];
+        } else if (strcmp(s, "--user") == 0 && i + 1 < argc) {
+            lo.user = argv[++i];
+        } else if (strcmp(s, "--pidfile") == 0 && i + 1 < argc) {
+            lo.pidfile = argv[++i];
+        } else if (strcmp(s, "--size-limit") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(argv[++i], &end, 10);
+            if (errno != 0 || *end != '\0' || v < 1024 || v > (1ull << 30)) {
+                say("bounce: --size-limit %s: a number of bytes from 1024 to 1073741824",
+                    argv[i]);
+                free(pos);
+                return EX_USAGE;
+            }
+            lo.size_limit = (size_t)v;
+        } else if (strcmp(s, "-d") == 0 || strcmp(s, "--debug") == 0) {
+            lo.debug = true;
         } else if (strcmp(s, "--json") == 0) {
             ;
         } else if (s[0] == '-' && s[1] != '\0') {
@@ -729,6 +1011,24 @@ rg_cli_bounce(int argc, char **argv, const char *conf_path, bool json)
         return rc;
     }
 
+    if (lo.listen != NULL) {
+        if (npos > 0 || maildir != NULL || rcpt != NULL) {
+            say("bounce: --lmtp takes no message, --maildir or --rcpt (LMTP gives each "
+                "recipient)");
+            free(pos);
+            return EX_USAGE;
+        }
+        lo.conf_path = conf_path;
+        free(pos);
+        return rg_bounce_lmtp(&lo);
+    }
+    if (lo.user != NULL || lo.pidfile != NULL || lo.debug ||
+        lo.size_limit != RG_LMTP_SIZE_DEFAULT) {
+        say("bounce: --user, --pidfile, --size-limit and -d go with --lmtp");
+        free(pos);
+        return EX_TEMPFAIL;     /* as any usage error where an MTA's pipe may run it */
+    }
+
     char err[1024];
     rg_config *cfg = rg_config_load(conf_path, err, sizeof err);
     bool minting = npos > 0 && strcmp(pos[0], "token") == 0;
@@ -750,9 +1050,17 @@ rg_cli_bounce(int argc, char **argv, const char *conf_path, bool json)
         } else {
             rc = bounce_token(cfg, npos - 1, (char **)pos + 1, unsubscribe);
         }
+    } else if (maildir != NULL) {
+        rg_log_open("relayguard-bounce", cfg->log, cfg->log_level);
+        if (npos > 0) {
+            say("bounce: --maildir DIR takes no FILE arguments");
+            rc = EX_USAGE;
+        } else {
+            rc = bounce_maildir(cfg, rcpt, maildir);
+        }
     } else if (npos > 0) {
-        say("bounce: unexpected argument '%s' (the message is read on standard input)", pos[0]);
-        rc = EX_TEMPFAIL;
+        rg_log_open("relayguard-bounce", cfg->log, cfg->log_level);
+        rc = bounce_files(cfg, rcpt, npos, pos);
     } else {
         rg_log_open("relayguard-bounce", cfg->log, cfg->log_level);
         rc = bounce_read(cfg, rcpt);

@@ -2012,6 +2012,7 @@ static void usage(FILE *f)
         "  dkim list\n"
         "  webhooks status | list-dead | retry ID|--all | drop ID|--all\n"
         "  bounce [--rcpt ADDR|--rcpt-env VAR] < MESSAGE | bounce parse FILE.. | bounce token ACCOUNT SENDER RCPT..\n"
+        "  bounce [--rcpt ADDR] FILE.. | bounce --maildir DIR | bounce --lmtp LISTEN [--user USER]\n"
         "  version | help\n"
         "\n"
         "-c FILE: config (default %s); --json: JSON output where the output is data.\n"

@@ -21,3 +21,5 @@ dist_eximexamples_DATA = \
 	conf.examples/exim/transport.conf \
 	conf.examples/exim/cpanel.txt \
 	conf.examples/exim/bounce.conf
+# the bounce loop as a resident LMTP server (issue 6)
+dist_examples_DATA += conf.examples/relayguard-bounce.service

@@ -14,47 +14,32 @@ rg_require smtp-sink postfix swaks
 rg_tmpdir
 rg_start_redis
 
+. "$top_srcdir/t/bounce/common.sh"
 # Postfix's pipe runs "relayguard bounce" as nobody: it must read the config and key.
-mkdir -m 755 "$RG_TMP/etc"
-openssl rand -hex 32 > "$RG_TMP/etc/bounce-k1.key"
-chown nobody "$RG_TMP/etc/bounce-k1.key"; chmod 600 "$RG_TMP/etc/bounce-k1.key"
-RG_CONF="$RG_TMP/etc/relayguard.conf"
-rg_write_conf "$RG_CONF" <<EOC
-bounce {
+rg_bounce_conf nobody <<EOC
     domain = bounce.test
-    key = k1 $RG_TMP/etc/bounce-k1.key
     # the pipe's environment names the private instance (MAIL_CONFIG)
     forward = yes
     sendmail = /usr/sbin/sendmail
-}
 EOC
-chmod 644 "$RG_CONF"
-cat > "$RG_TMP/accounts.conf" <<'EOF2'
+rg_bounce_accounts <<'EOF2'
 account acme {
     logins  = acme@relay.test
     domains = shop.test
 }
 EOF2
-rg_cli load "$RG_TMP/accounts.conf" >/dev/null 2>&1
 ok $? "accounts loaded"
 
 # the "internet": refuses every recipient with 550 5.1.1
-SINK_PORT=$(rg_free_port)
-mkdir -p "$RG_TMP/sink"
-smtp-sink -u nobody -f RCPT -B "550 5.1.1 <alice@example.net>: Recipient address rejected: User unknown" \
-    "127.0.0.1:$SINK_PORT" 100 >"$RG_TMP/sink/sink.log" 2>&1 &
-rg_on_exit "rg_stop_pid $!"
-rg_wait_port "$SINK_PORT" 10 || { echo "Bail out! smtp-sink did not start"; exit 1; }
+rg_bounce_refusing_sink alice@example.net
+SINK_PORT=$BAD_PORT
 
 rg_start_policyd "$RG_CONF"
 rg_start_postfix b "transport_maps = inline:{bounce.test=rgbounce:}" \
     "rgbounce_destination_recipient_limit = 1"
 rg_sasl_user b acme@relay.test
 # the pipe transport of conf.examples/postfix-master.cf
-cat >> "$PF_DIR/etc/master.cf" <<EOF2
-rgbounce  unix  -       n       n       -       -       pipe
-  flags=q user=nobody argv=$RG_BIN_CLI -c $RG_CONF bounce --rcpt \${original_recipient}
-EOF2
+rg_bounce_pipe_transport
 postfix -c "$PF_CONF" reload >/dev/null 2>&1
 ok $? "Postfix with the rgbounce pipe transport"
 rg_wait_policyd_ready "$POLICYD_PORT" protocol_state=RCPT sasl_username=acme@relay.test \
@@ -71,15 +56,14 @@ r=$(rg_send "$PF_PORT" "" "$RP" alice@example.net --header "Subject: invoice 100
 like "$r" '^250 ' "message with envelope sender $RP queued"
 
 # wait for the sink's refusal, Postfix's DSN, and the pipe
-for ((i = 0; i < 300; i++)); do
-    [ -n "$(rg_redis HGET rg:s:a:acme alice@example.net)" ] && break
-    sleep 0.1
-done
+rg_bounce_wait_supp acme alice@example.net 30
 v=$(rg_redis HGET rg:s:a:acme alice@example.net)
 like "$v" '^hard-bounce\|[0-9]+\|0\|bounce 5\.1\.1' "alice@example.net suppressed for account acme by the DSN"
 [ -n "$v" ] || { diag "maillog:"; tail -30 "$PF_LOG" | sed 's/^/  /' | while read -r l; do diag "$l"; done; }
 grep -q 'status=bounced.*550 5.1.1' "$PF_LOG"
 ok $? "Postfix logged the 550 5.1.1 bounce"
+# (the pipe writes the list before it forwards: the delivery ends later)
+rg_wait_for 30 grep -Eq 'to=<bounces\+k1-[a-z2-7]+@bounce.test>.*relay=rgbounce.*status=sent' "$PF_LOG"
 grep -Eq 'to=<bounces\+k1-[a-z2-7]+@bounce.test>.*relay=rgbounce.*status=sent' "$PF_LOG"
 ok $? "Postfix delivered its DSN to relayguard bounce through the pipe (status=sent)"
 ev=$(rg_redis XREVRANGE rg:events + - COUNT 20 | tr '\n' ' ')

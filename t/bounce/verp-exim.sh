@@ -20,21 +20,14 @@ rg_exim_setup
 rg_start_redis
 rg_start_sink
 
+. "$top_srcdir/t/bounce/common.sh"
 # The module mints in Exim's processes (the Exim user) and the pipe runs
 # "relayguard bounce" as the same user: one owner for the key (mode 600).
-mkdir -m 755 "$RG_TMP/etc"
-openssl rand -hex 32 > "$RG_TMP/etc/bounce-k1.key"
-chown Debian-exim "$RG_TMP/etc/bounce-k1.key"; chmod 600 "$RG_TMP/etc/bounce-k1.key"
-RG_CONF="$RG_TMP/etc/relayguard.conf"
-rg_write_conf "$RG_CONF" <<EOC
-bounce {
+rg_bounce_conf Debian-exim <<EOC
     domain  = bounce.test
     bounces = managed
-    key     = k1 $RG_TMP/etc/bounce-k1.key
-}
 EOC
-chmod 644 "$RG_CONF"
-cat >"$RG_TMP/accounts.conf" <<'EOF'
+rg_bounce_accounts <<'EOF'
 account acme {
     logins  = acme@relay.test
     domains = shop.test
@@ -45,15 +38,10 @@ account plain {
     bounces = off
 }
 EOF
-rg_cli load "$RG_TMP/accounts.conf" >/dev/null
 ok $? "accounts loaded"
 
 # a server that refuses every recipient with 550 5.1.1 (for carol)
-BAD_PORT=$(rg_free_port)
-smtp-sink -u nobody -f RCPT -B "550 5.1.1 <carol@example.net>: Recipient address rejected: User unknown" \
-    "127.0.0.1:$BAD_PORT" 100 >"$RG_TMP/bad-sink.log" 2>&1 &
-rg_on_exit "rg_stop_pid $!"
-rg_wait_port "$BAD_PORT" 10 || { echo "Bail out! smtp-sink did not start"; exit 1; }
+rg_bounce_refusing_sink carol@example.net
 
 D="$RG_TMP/exim"
 rg_exim_conf "$D"
@@ -89,9 +77,7 @@ grep -q "P=<$rp>" "$D/log/mainlog"
 ok $? "Exim logged the delivery with the return path P=<...>"
 
 # the record resolves the account and every recipient: a DSN for each
-dsn() {  # dsn RCPT: a minimal RFC 3464 report about RCPT, to $rp
-    printf 'From: MAILER-DAEMON@mx.example.net\nTo: %s\nSubject: Delivery Status Notification (Failure)\nMIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n--b\nContent-Type: text/plain\n\nfailed\n\n--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\nFinal-Recipient: rfc822; %s\nAction: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\n\n--b--\n' "$2" "$1"
-}
+dsn() { rg_bounce_dsn "$@"; }   # dsn RCPT TO: a minimal RFC 3464 report about RCPT
 out=$(dsn alice@example.net "$rp" | rg_cli bounce --rcpt "$rp" 2>&1)
 ok $? "relayguard bounce took the DSN for alice"
 like "$(rg_redis HGET rg:s:a:acme alice@example.net)" '^hard-bounce\|' "alice suppressed for account acme"
@@ -106,10 +92,7 @@ tag="verp2-$RANDOM$RANDOM"
 r=$(rg_exim_send "$P" acme@relay.test billing@shop.test "carol@example.net,dave@example.net" \
     --header "Subject: $tag")
 like "$r" '^250 .*id=' "acme's message to carol and dave accepted"
-for ((i = 0; i < 300; i++)); do
-    [ -n "$(rg_redis HGET rg:s:a:acme carol@example.net)" ] && break
-    sleep 0.1
-done
+rg_bounce_wait_supp acme carol@example.net 30
 like "$(rg_redis HGET rg:s:a:acme carol@example.net)" '^hard-bounce\|' \
     "carol (refused 550 5.1.1 at RCPT) suppressed through Exim's bounce to the VERP address"
 [ -n "$(rg_redis HGET rg:s:a:acme carol@example.net)" ] || tail -20 "$D/log/mainlog" | sed 's/^/# /'

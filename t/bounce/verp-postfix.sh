@@ -20,20 +20,13 @@ rg_require smtp-sink postfix swaks
 rg_tmpdir
 rg_start_redis
 
+. "$top_srcdir/t/bounce/common.sh"
 # Postfix's pipe runs "relayguard bounce" as nobody: it must read the config and key.
-mkdir -m 755 "$RG_TMP/etc"
-openssl rand -hex 32 > "$RG_TMP/etc/bounce-k1.key"
-chown nobody "$RG_TMP/etc/bounce-k1.key"; chmod 600 "$RG_TMP/etc/bounce-k1.key"
-RG_CONF="$RG_TMP/etc/relayguard.conf"
-rg_write_conf "$RG_CONF" <<EOC
-bounce {
+rg_bounce_conf nobody <<EOC
     domain  = bounces.%d
     bounces = managed
-    key     = k1 $RG_TMP/etc/bounce-k1.key
-}
 EOC
-chmod 644 "$RG_CONF"
-cat > "$RG_TMP/accounts.conf" <<'EOF2'
+rg_bounce_accounts <<'EOF2'
 account acme {
     logins  = acme@relay.test
     domains = shop.test
@@ -44,17 +37,12 @@ account plain {
     bounces = off
 }
 EOF2
-rg_cli load "$RG_TMP/accounts.conf" >/dev/null 2>&1
 ok $? "accounts loaded (acme managed by the bounce block's default, plain off)"
 
 # the "internet": one sink accepts (and keeps every message), one refuses
 # every recipient with 550 5.1.1
 rg_start_sink
-BAD_PORT=$(rg_free_port)
-smtp-sink -u nobody -f RCPT -B "550 5.1.1 <alice@example.net>: Recipient address rejected: User unknown" \
-    "127.0.0.1:$BAD_PORT" 100 >"$RG_TMP/bad-sink.log" 2>&1 &
-rg_on_exit "rg_stop_pid $!"
-rg_wait_port "$BAD_PORT" 10 || { echo "Bail out! smtp-sink did not start"; exit 1; }
+rg_bounce_refusing_sink alice@example.net
 
 rg_start_milter "$RG_CONF" inet
 POLICYD_PORT=0
@@ -70,10 +58,7 @@ rg_start_postfix v "smtpd_recipient_restrictions =" "smtpd_end_of_data_restricti
 rg_sasl_user v acme@relay.test
 rg_sasl_user v plain@relay.test
 # the pipe transport of conf.examples/postfix-master.cf
-cat >> "$PF_DIR/etc/master.cf" <<EOF2
-rgbounce  unix  -       n       n       -       -       pipe
-  flags=q user=nobody argv=$RG_BIN_CLI -c $RG_CONF bounce --rcpt \${original_recipient}
-EOF2
+rg_bounce_pipe_transport
 postfix -c "$PF_CONF" reload >/dev/null 2>&1
 ok $? "Postfix with relayguard-milter and the rgbounce pipe transport"
 
@@ -104,17 +89,21 @@ ok $? "the sink's copy is bob's"
 # the token resolves to the account and every recipient (the record the engine wrote)
 id=$(rg_redis --scan --pattern 'rg:v:*' | head -1)
 is "$(rg_redis HGET "$id" a)" acme "record $id: account acme"
+# the end-of-message event carries the token's id, so an event consumer can
+# tie a later bounce (which names the token) to the message it answers
+ev=$(rg_redis XREVRANGE rg:events + - COUNT 20 | awk -v q="$qid" '
+    /^stage$/ {getline; st=$0} /^qid$/ {getline; qq=$0}
+    /^verp$/ {getline; if (st == "eom" && qq == q) {print; exit}}')
+is "$ev" "${id#rg:v:}" "the end-of-message event of $qid carries the token id ${id#rg:v:}"
 is "$(rg_redis HGET "$id" s)" billing@shop.test "record: the original sender"
 is "$(rg_redis HGET "$id" r | tr '\n' ' ')" "alice@example.net bob@example.net " "record: both recipients"
 
 # alice: the sink's 550, Postfix's DSN to the VERP address, the pipe
-for ((i = 0; i < 300; i++)); do
-    [ -n "$(rg_redis HGET rg:s:a:acme alice@example.net)" ] && break
-    sleep 0.1
-done
+rg_bounce_wait_supp acme alice@example.net 30
 v=$(rg_redis HGET rg:s:a:acme alice@example.net)
 like "$v" '^hard-bounce\|[0-9]+\|0\|bounce 5\.1\.1' "alice@example.net suppressed for account acme by Postfix's DSN"
 [ -n "$v" ] || { diag "maillog:"; tail -30 "$PF_LOG" | while read -r l; do diag "$l"; done; }
+rg_wait_for 30 grep -Eq "to=<$(printf '%s' "$rp" | sed 's/[+.]/\\&/g')>.*relay=rgbounce.*status=sent" "$PF_LOG"
 grep -Eq "to=<$(printf '%s' "$rp" | sed 's/[+.]/\\&/g')>.*relay=rgbounce.*status=sent" "$PF_LOG"
 ok $? "Postfix delivered its DSN to the VERP address through the pipe (status=sent)"
 is "$(rg_redis HGET rg:s:a:acme bob@example.net)" "" "bob@example.net (delivered) is not suppressed"
