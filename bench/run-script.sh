@@ -4,7 +4,9 @@
 # Runs a private redis-server under valgrind (callgrind) and feeds it the
 # decision script (policy/decide.lua, read from the source tree) with
 # synthetic batches of decisions laid out exactly as the engine builds them
-# (engine.c run_script, the ARGV header of decide.lua): one EVALSHA per batch
+# (engine.c run_script, the header of decide.lua) and encoded as the store
+# sends them (store_redis.c encode_decision: a count and one blob of
+# NUL-terminated arguments): one EVALSHA per batch
 # of $BATCH decisions, the batch size relayguard-policyd reaches at 50
 # connections.  Each op is measured on its own (callgrind counters zeroed
 # before, dumped after) over $N decisions, in the order a message sees them:
@@ -189,10 +191,10 @@ else:
 cmds = []
 for i in range(0, len(decs), batch):
     part = decs[i:i + batch]
-    args = ['EVALSHA', sha, '0', len(part)]
-    for d in part:
-        args += d
-    cmds.append(enc(args))
+    # decide.lua's ARGV: n, then one blob: per decision its argument count
+    # and its arguments, each NUL-terminated (store_redis.c encode_batch)
+    blob = b''.join(str(x).encode() + b'\0' for d in part for x in d)
+    cmds.append(enc(['EVALSHA', sha, '0', len(part), blob]))
 r.cmd('CONFIG', 'RESETSTAT')
 outcomes = {}
 for i in range(0, len(cmds), 20):

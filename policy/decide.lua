@@ -8,8 +8,11 @@
 -- One EVALSHA carries a batch of decisions (relayguard-policyd sends every
 -- decision that arrives in one turn of its event loop together; the
 -- blocking store sends batches of one), so the cost of calling into Lua is
--- shared.  ARGV: n, then for each decision its argument count and its
--- arguments A:
+-- shared.  ARGV[1]: n; ARGV[2]: one blob holding, for each decision, its
+-- argument count and then its arguments A, every one a NUL-terminated
+-- string (store_redis.c encode_decision; split below with struct.unpack,
+-- far cheaper for Redis than one ARGV value per argument).  Needs Redis
+-- 7.0 or later (SET ... NX GET).
 --
 -- A     1 op        check | rcpt | eom | log
 --       2 now_ms    the engine's clock
@@ -39,6 +42,9 @@ local call = redis.call
 local ARGV = ARGV
 local gen_s = call('GET', 'rg:acct:gen') or '0'
 local gen = tonumber(gen_s)
+-- The replies without details, one table each for the whole batch (Redis
+-- only reads them).
+local R_OK, R_SUSPENDED, R_DUP, R_LOGGED = {gen, 'ok'}, {gen, 'suspended'}, {gen, 'dup'}, {gen, 'logged'}
 
 -- Cost matters here: the script runs for every decision, and most of its
 -- cost is not the commands but the glue around them (callgrind: with every
@@ -51,7 +57,10 @@ local gen = tonumber(gen_s)
 -- nothing: its state lives in the chunk-level locals and arrays below,
 -- overwritten by each decision, and the functions are made once per batch,
 -- not once per decision.
-local NUM = setmetatable({}, {__index = function(t, k)
+-- (The caches start with the values every batch asks for: a miss is a
+-- metamethod call of some 5,000 instructions, and the blocking store's
+-- batches of one miss everything.)
+local NUM = setmetatable({['0'] = 0, ['1'] = 1, ['2'] = 2}, {__index = function(t, k)
     local v = tonumber(k)
     t[k] = v
     return v
@@ -72,7 +81,7 @@ end})
 -- front: 65 tostring calls cost as much as a whole decision, and each run
 -- of the script starts afresh.
 local format = string.format
-local INT = setmetatable({}, {__index = function(t, n)
+local INT = setmetatable({[0] = '0', [1] = '1'}, {__index = function(t, n)
     local v = format('%d', n)
     t[n] = v
     return v
@@ -109,18 +118,22 @@ local QUOTA_KEEP = 691200000            -- 8 days
 -- units it holds per bucket), or "charged" once its end of data was charged
 -- without a queue id (the charged-once marker then).
 
--- The decision being made (A k = ARGV[o + k]).
-local o, op, now, now_us, node, msgkey, qid, acct, login, client, country
+-- The decision being made: A, its arguments (A[k] is A k above).
+local A, op, now, now_us, node, msgkey, qid, acct, login, client, country
 local sender, rcpt, nrcpt, size, stage, events_max, ttl, ttl_s, hour, script
 local rkey, ckey, rslot, tslot, tslot_n
--- Its limits, index 1..nl: bucket, kind, unit, count, T, tau, window,
--- window end, hard; hold key, units reserved already (or nil), units
--- needed now; and what state() read: units held, lowest slot, units in the
+-- The managed return path's token id (rg:v:ID) of an accepted message, for
+-- the end-of-message event: the engine appends it after the limits of an
+-- eom decision that writes a return-path record; nil otherwise.
+local verp
+-- Its limits, index 1..nl: bucket, definition (DEF: kind, unit, count, T,
+-- tau, window, window end, hard, state field); hold key, units reserved
+-- already (or nil), units needed now; and what state() read: units held, lowest slot, units in the
 -- reservation slot, TAT, quota window and units used in it, expiry.
 local nl = 0
-local LB, LK, LU, LC, LT, LTAU, LW, LWE, LH = {}, {}, {}, {}, {}, {}, {}, {}, {}
+local LB, LD = {}, {}
 local LHK, LR, LN = {}, {}, {}
-local LF, LSUM, LLO, LIN, LTAT, LQ, LX = {}, {}, {}, {}, {}, {}, {}
+local LSUM, LLO, LIN, LTAT, LQ, LX = {}, {}, {}, {}, {}, {}
 
 -- One HSET being built: W[1 .. nw].
 local W, nw = {'HSET'}, 0
@@ -145,19 +158,22 @@ local function stat(who, verdict, reason)
 end
 
 local function event(verdict, code, reason, detail, nostats)
-    if script == '' then
+    if script == '' and not verp then
         call('XADD', 'rg:events', 'MAXLEN', '~', events_max, '*',
-            'ts', ARGV[o + 2], 'node', node, 'stage', stage, 'qid', qid,
+            'ts', A[2], 'node', node, 'stage', stage, 'qid', qid,
             'account', acct, 'login', login, 'client', client, 'country', country,
             'sender', sender, 'rcpt', rcpt, 'nrcpt', int(nrcpt), 'size', size,
             'verdict', verdict, 'code', code, 'reason', reason, 'detail', detail)
     else
-        call('XADD', 'rg:events', 'MAXLEN', '~', events_max, '*',
-            'ts', ARGV[o + 2], 'node', node, 'stage', stage, 'qid', qid,
+        -- the rarer fields: the originating script, the return-path token
+        local f = {'XADD', 'rg:events', 'MAXLEN', '~', events_max, '*',
+            'ts', A[2], 'node', node, 'stage', stage, 'qid', qid,
             'account', acct, 'login', login, 'client', client, 'country', country,
             'sender', sender, 'rcpt', rcpt, 'nrcpt', int(nrcpt), 'size', size,
-            'verdict', verdict, 'code', code, 'reason', reason, 'detail', detail,
-            'script', script)
+            'verdict', verdict, 'code', code, 'reason', reason, 'detail', detail}
+        if script ~= '' then f[#f + 1] = 'script'; f[#f + 1] = script end
+        if verp then f[#f + 1] = 'verp'; f[#f + 1] = verp end
+        call(unpack(f))
     end
     -- Stats count refusals and sent messages; an accepted RCPT is counted
     -- when its message is charged at end of data.
@@ -184,20 +200,30 @@ end
 -- Read limit i's bucket: one HMGET of the summary, the reservation slot,
 -- the rate's or quota's field and the expiry (each field asked for costs a
 -- scan of the hash, so no more).  Recounts the holds when the summary is
--- not known good.
+-- not known good.  The fields are this script's own integers, turned into
+-- numbers with tonumber, which costs about 5 % of a decision more than "+ 0"
+-- (two strtod instead of one, and a C call), but a field someone overwrote
+-- with text then counts as nothing instead of making the script fail: a
+-- failed script would turn every decision of the batch, other accounts'
+-- too, into a store error (on_store_error) until the key expired.
 local function state(i)
     local hk = LHK[i]
-    local r = call('HMGET', hk, '_n', '_lo', tslot, LF[i], '_x')
-    if LK[i] == 'r' then
-        LTAT[i] = tonumber(r[4]) or 0
+    local r = call('HMGET', hk, '_n', '_lo', tslot, LD[i][9], '_x')
+    local v = r[4]
+    if LD[i][1] == 'r' then
+        LTAT[i] = tonumber(v) or 0
     else
-        LQ[i] = r[4] and tonumber(r[4])     -- nil: nothing charged in this window
+        LQ[i] = tonumber(v)    -- nil: nothing charged in this window
     end
-    LX[i] = tonumber(r[5]) or 0
+    v = r[5]
+    LX[i] = tonumber(v) or 0
     local n, lo = tonumber(r[1]), tonumber(r[2])
-    if n and lo and lo * SLOT > now then
-        LSUM[i], LLO[i], LIN[i] = n, lo, tonumber(r[3]) or 0
-        return
+    if n and lo then
+        if lo * SLOT > now then
+            v = r[3]
+            LSUM[i], LLO[i], LIN[i] = n, lo, tonumber(v) or 0
+            return
+        end
     end
     local h = call('HGETALL', hk)
     local sum, low, dead = 0, nil, nil
@@ -229,13 +255,21 @@ end
 -- value and summary (state() read them in this same script run).
 local function reserve(i)
     local hk, n, lo = LHK[i], LN[i], LLO[i]
+    local base = tslot_n * SLOT
+    -- the hash lives past the slot (extend, written out: this runs for
+    -- every limit of every first recipient)
+    local x = base + SLOT > LX[i]
+    if x then LX[i] = base + 2 * SLOT end
+    if lo and tslot_n >= lo and not x then
+        call('HSET', hk, tslot, int(LIN[i] + n), '_n', int(LSUM[i] + n))
+        return
+    end
     nw = 2
     W[2] = hk
     put(tslot, int(LIN[i] + n))
     put('_n', int(LSUM[i] + n))
     if not lo or tslot_n < lo then put('_lo', tslot) end
-    -- the hash lives past the slot
-    local x = extend(i, tslot_n * SLOT + SLOT, tslot_n * SLOT + 2 * SLOT)
+    if x then put('_x', int(LX[i])) end
     call(unpack(W, 1, nw))
     if x then call('PEXPIRE', hk, int(LX[i] - now)) end
 end
@@ -245,8 +279,8 @@ end
 -- one HSET (and an HDEL of an emptied slot).
 local function settle(i, charge)
     local hk = LHK[i]
-    nw = 2
-    W[2] = hk
+    local w, n = W, 2
+    w[2] = hk
     local empty = false
     local r = LR[i]
     if r and rslot then
@@ -257,26 +291,29 @@ local function settle(i, charge)
             empty = LIN[i] ~= 0
             gone = max(0, LIN[i])
         else
-            put(tslot, int(v))
+            w[n + 1], w[n + 2], n = tslot, int(v), n + 2
         end
-        if gone > 0 and LLO[i] then put('_n', int(LSUM[i] - gone)) end
+        if gone > 0 and LLO[i] then
+            w[n + 1], w[n + 2], n = '_n', int(LSUM[i] - gone), n + 2
+        end
     end
-    local x = false
+    local to = nil
     if charge then
-        if LK[i] == 'r' then
-            local new = max(LTAT[i], now_us) + LN[i] * LT[i]
-            put('_t', int(new))
+        local d = LD[i]
+        if d[1] == 'r' then
+            local new = max(LTAT[i], now_us) + LN[i] * d[4]
+            w[n + 1], w[n + 2], n = '_t', format('%d', new), n + 2
             local need = ceil(new / 1000) + RATE_KEEP
-            x = extend(i, need, need + RATE_KEEP)
+            if need > LX[i] then to = need + RATE_KEEP end
         else
-            put(LF[i], int((LQ[i] or 0) + LN[i]))
+            w[n + 1], w[n + 2], n = d[9], format('%d', (LQ[i] or 0) + LN[i]), n + 2
             -- relative to the engine's clock, not Redis's
-            x = extend(i, LWE[i] + QUOTA_KEEP, LWE[i] + QUOTA_KEEP)
+            if d[7] + QUOTA_KEEP > LX[i] then to = d[7] + QUOTA_KEEP end
             if not LQ[i] then
                 -- a new window (once per window): the old ones are over
                 local old = nil
                 for _, f in ipairs(call('HKEYS', hk)) do
-                    if byte(f) == 113 and f ~= LF[i] then   -- 'q'
+                    if byte(f) == 113 and f ~= d[9] then   -- 'q'
                         old = old or {}
                         old[#old + 1] = f
                     end
@@ -284,48 +321,60 @@ local function settle(i, charge)
                 if old then call('HDEL', hk, unpack(old)) end
             end
         end
+        -- push the expiry (as extend())
+        if to then
+            LX[i] = to
+            w[n + 1], w[n + 2], n = '_x', format('%d', to), n + 2
+        end
     end
-    if nw > 2 then call(unpack(W, 1, nw)) end
+    if n > 2 then call(unpack(w, 1, n)) end
     if empty then call('HDEL', hk, tslot) end
-    if x then call('PEXPIRE', hk, int(LX[i] - now)) end
+    if to then call('PEXPIRE', hk, format('%d', to - now)) end
 end
 
 -- Check limit i (state() read); nil when there is room, else the refusal.
 local function over(i)
-    local h, n = LSUM[i], LN[i]
-    if LK[i] == 'r' then
-        local need = max(LTAT[i], now_us) + (h + n) * LT[i]
-        if need - now_us > LTAU[i] then
-            local retry = ceil((need - LTAU[i] - now_us) / 1000)
-            event(LH[i] == '1' and 'reject' or 'tempfail', LH[i] == '1' and '550' or '451',
+    local h, n, d = LSUM[i], LN[i], LD[i]
+    if d[1] == 'r' then
+        local need = max(LTAT[i], now_us) + (h + n) * d[4]
+        if need - now_us > d[5] then
+            local retry = ceil((need - d[5] - now_us) / 1000)
+            event(d[8] == '1' and 'reject' or 'tempfail', d[8] == '1' and '550' or '451',
                   'rate_limit', LB[i] .. ' retry ' .. retry .. 'ms')
             return {gen, 'limit', i, retry}
         end
     else
-        if (LQ[i] or 0) + h + n > LC[i] then
-            event(LH[i] == '1' and 'reject' or 'tempfail', LH[i] == '1' and '550' or '451',
-                  'quota', LB[i] .. ' window ' .. LW[i])
-            return {gen, 'limit', i, LWE[i] - now}
+        if (LQ[i] or 0) + h + n > d[3] then
+            event(d[8] == '1' and 'reject' or 'tempfail', d[8] == '1' and '550' or '451',
+                  'quota', LB[i] .. ' window ' .. d[6])
+            return {gen, 'limit', i, d[7] - now}
         end
     end
     return nil
 end
 
 local function decide()
-    op, now = ARGV[o + 1], NUM[ARGV[o + 2]]
+    op, now = A[1], NUM[A[2]]
     now_us = now * 1000
-    node, msgkey, qid = ARGV[o + 3], ARGV[o + 4], ARGV[o + 5]
-    acct, login, client, country = ARGV[o + 6], ARGV[o + 7], ARGV[o + 8], ARGV[o + 9]
-    sender, rcpt, size, stage = ARGV[o + 10], ARGV[o + 11], ARGV[o + 13], ARGV[o + 14]
-    nrcpt = NUM[ARGV[o + 12]] or 0
-    events_max, ttl_s, hour, script = ARGV[o + 15], ARGV[o + 16], ARGV[o + 17], ARGV[o + 18]
+    node, msgkey, qid = A[3], A[4], A[5]
+    acct, login, client, country = A[6], A[7], A[8], A[9]
+    sender, rcpt, size, stage = A[10], A[11], A[13], A[14]
+    nrcpt = NUM[A[12]] or 0
+    events_max, ttl_s, hour, script = A[15], A[16], A[17], A[18]
     ttl = NUM[ttl_s]
-    nl = NUM[ARGV[o + 21]]
+    nl = NUM[A[21]]
+    verp = nil
+    if op == 'eom' then
+        -- past a decision's last argument A holds struct.unpack's next
+        -- position (a number): only a string is the token id
+        local v = A[22 + 2 * nl]
+        if type(v) == 'string' then verp = v end
+    end
 
     if op == 'log' then
-        local v = o + 21 + 2 * nl
-        event(ARGV[v + 1], ARGV[v + 2], ARGV[v + 3], ARGV[v + 4])
-        return {gen, 'logged'}
+        local v = 21 + 2 * nl
+        event(A[v + 1], A[v + 2], A[v + 3], A[v + 4])
+        return R_LOGGED
     end
 
     -- Suspension takes effect at once on every node: the engine's copy of
@@ -334,14 +383,14 @@ local function decide()
     -- rg:acct:gen); a node whose copy is older has the field read here.
     if acct ~= '' then
         local s
-        if ARGV[o + 19] == gen_s then
-            s = ARGV[o + 20]
+        if A[19] == gen_s then
+            s = A[20]
         else
             s = call('HGET', 'rg:acct:' .. acct, 'suspended')
         end
         if s == '1' or s == 'yes' or s == 'true' then
             event('reject', '550', 'suspended', '')
-            return {gen, 'suspended'}
+            return R_SUSPENDED
         end
     end
 
@@ -365,21 +414,41 @@ local function decide()
     rkey = (msgkey ~= '') and ('rg:r:' .. msgkey) or nil
     ckey = (qid ~= '') and ('rg:c:' .. node .. ':' .. qid) or nil
     local res, had = nil, false
-    rslot = nil
-    if rkey and (nl > 0 or op == 'eom') then
-        res = call('GET', rkey)
-        had = res ~= false and res ~= nil
-        if not had then res = nil end
-    end
     local dup = false
-    if op == 'eom' then
-        if res == 'charged' then
-            -- Charged already under this message key (no queue id): its
-            -- holds went back then, and the marker stays.
-            event('accept', '250', 'ok', 'already charged', true)
-            return {gen, 'dup'}
+    -- written: the reservation of a first recipient went in up front
+    local written, optimistic = false, false
+    rslot = nil
+    if not rkey then
+        if op == 'eom' and ckey then dup = call('EXISTS', ckey) == 1 end
+    elseif op == 'rcpt' and nl > 0 then
+        -- Most RCPTs start a message: write the reservation a first
+        -- recipient makes (every limit holds 1, in a new slot) only if
+        -- there is none, in the same call that reads what is there (SET NX
+        -- GET; one call instead of a GET and a SET).  A refusal deletes it
+        -- again.
+        local v = int(floor((now + ttl) / SLOT) + 1)
+        if nl == 2 then     -- the usual: one concatenation
+            v = v .. '\n' .. A[22] .. '=1\n' .. A[24] .. '=1'
+        else
+            for i = 1, nl do v = v .. '\n' .. A[20 + 2 * i] .. '=1' end
         end
-        dup = (ckey and call('EXISTS', ckey) == 1) or false
+        res = call('SET', rkey, v, 'PX', ttl_s, 'NX', 'GET')
+        optimistic = true
+    elseif op == 'eom' and ckey then
+        local r = call('MGET', rkey, ckey)
+        res = r[1]
+        dup = r[2] ~= false and r[2] ~= nil
+    elseif nl > 0 or op == 'eom' then
+        res = call('GET', rkey)
+    end
+    had = res ~= false and res ~= nil
+    if not had then res = nil end
+    written = optimistic and not had
+    if op == 'eom' and res == 'charged' then
+        -- Charged already under this message key (no queue id): its
+        -- holds went back then, and the marker stays.
+        event('accept', '250', 'ok', 'already charged', true)
+        return R_DUP
     end
     if res then
         rslot = tonumber(match(res, '^%d+'))
@@ -391,10 +460,9 @@ local function decide()
     tslot = int(tslot_n)
 
     for i = 1, nl do
-        local b = o + 21 + (i - 1) * 2
-        local bucket, d = ARGV[b + 1], DEF[ARGV[b + 2]]
-        LB[i], LK[i], LU[i], LC[i], LT[i], LTAU[i], LW[i], LWE[i], LH[i], LF[i] =
-            bucket, d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]
+        local b = 19 + 2 * i
+        local bucket, d = A[b + 1], DEF[A[b + 2]]
+        LB[i], LD[i] = bucket, d
         LHK[i] = 'rg:h:' .. bucket
         local r = nil
         if res then
@@ -404,8 +472,8 @@ local function decide()
         LR[i] = r
         -- units this decision needs
         if op == 'eom' then
-            LN[i] = (LU[i] == 'r') and (nrcpt > 0 and nrcpt or (r or 1)) or 1
-        elseif LU[i] == 'm' and r then
+            LN[i] = (LD[i][2] == 'r') and (nrcpt > 0 and nrcpt or (r or 1)) or 1
+        elseif LD[i][2] == 'm' and r then
             LN[i] = 0          -- this message holds its place already
         else
             LN[i] = 1
@@ -423,7 +491,7 @@ local function decide()
         end
         if had then call('DEL', rkey) end
         event('accept', '250', 'ok', 'already charged', true)
-        return {gen, 'dup'}
+        return R_DUP
     end
 
     -- Limits: first check every bucket, then write, so a refusal changes
@@ -435,7 +503,10 @@ local function decide()
             state(i)
             if not (op == 'eom' and LR[i]) then
                 local refusal = over(i)
-                if refusal then return refusal end
+                if refusal then
+                    if written then call('DEL', rkey) end
+                    return refusal
+                end
             end
         end
     end
@@ -450,12 +521,15 @@ local function decide()
                 reserve(i)
                 changed = true
             end
-            local u = (LR[i] or 0) + LN[i]
-            if u > 0 then v = v .. '\n' .. LB[i] .. '=' .. int(u) end
+            if not written then
+                local u = (LR[i] or 0) + LN[i]
+                if u > 0 then v = v .. '\n' .. LB[i] .. '=' .. int(u) end
+            end
         end
-        if changed then call('SET', rkey, v, 'PX', ttl_s) end
+        -- (what a first recipient reserves went in up front)
+        if changed and not written then call('SET', rkey, v, 'PX', ttl_s) end
         event('accept', '250', 'ok', '')
-        return {gen, 'ok'}
+        return R_OK
     end
 
     if op == 'eom' then
@@ -471,19 +545,30 @@ local function decide()
             call('SET', rkey, 'charged', 'PX', ttl_s)
         end
         event('accept', '250', 'ok', '')
-        return {gen, 'ok'}
+        return R_OK
     end
 
     -- op check (MAIL stage, or RCPT without a message key): nothing reserved.
     if op == 'rcpt' then event('accept', '250', 'ok', 'not reserved') end
-    return {gen, 'ok'}
+    return R_OK
 end
 
-local out = {}
-o = 2
+-- Unpack the decisions of the blob one by one.  struct.unpack('s...')
+-- splits NUL-terminated strings in C: much cheaper than as many ARGV
+-- values, each of which Redis parses, copies into an object, turns into a
+-- Lua string and frees again (about 1,000 instructions each).
+local sunpack, rep = struct.unpack, string.rep
+local FMT = setmetatable({['25'] = 'sssssssssssssssssssssssss'}, {__index = function(t, k)
+    local v = rep('s', tonumber(k))
+    t[k] = v
+    return v
+end})
+local blob = ARGV[2]
+local out, pos = {}, 1
 for i = 1, tonumber(ARGV[1]) do
-    local argc = NUM[ARGV[o]]
+    local argc, p = sunpack('s', blob, pos)
+    A = {sunpack(FMT[argc], blob, p)}
+    pos = A[#A]
     out[i] = decide()
-    o = o + 1 + argc
 end
 return out

@@ -786,10 +786,15 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
     argbuf b;
     b.argc = 0;
     b.nnum = 0;
-    b.argv = rg_calloc(21 + 2 * nl + 4, sizeof *b.argv);
-    b.num = rg_calloc(10, sizeof *b.num);
-    char (*bucket)[512] = rg_calloc(nl + 1, sizeof *bucket);
-    char (*def)[160] = rg_calloc(nl + 1, sizeof *def);
+    /* on the stack for the usual few limits: no malloc per decision */
+    enum { NL_STACK = 4 };
+    const char *argv_s[21 + 2 * NL_STACK + 4];
+    char num_s[10][48], bucket_s[NL_STACK + 1][512], def_s[NL_STACK + 1][160];
+    int small = nl <= NL_STACK;
+    b.argv = small ? argv_s : rg_calloc(21 + 2 * nl + 4, sizeof *b.argv);
+    b.num = num_s;
+    char (*bucket)[512] = small ? bucket_s : rg_calloc(nl + 1, sizeof *bucket);
+    char (*def)[160] = small ? def_s : rg_calloc(nl + 1, sizeof *def);
     char msgkey[RG_NAME_MAX * 2 + 2] = "";
     if (req->msg_id && req->msg_id[0])
         snprintf(msgkey, sizeof msgkey, "%s:%s", e->cfg->node, req->msg_id);
@@ -866,15 +871,23 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
         b.argv[b.argc++] = v->reason;
         b.argv[b.argc++] = v->text;
     }
+    /* The managed return path's token id (its record rg:v:ID) for the
+     * end-of-message event, after everything decide.lua reads (the script
+     * steps over a decision's arguments by their count, so it is ignored
+     * until the script puts it in the event).  rec is never given with
+     * op "log", so this uses a slot of the four kept for it. */
+    if (rec && !d->logged_only)
+        b.argv[b.argc++] = rec->key + strlen(RG_KEY_VERP);
     /* The store copies the arguments before it returns (or calls back). */
     if (rec)
         e->store->decide_record(e->store, rec, b.argc, b.argv, on_script, d);
     else
         e->store->decide(e->store, b.argc, b.argv, on_script, d);
-    free(b.argv);
-    free(b.num);
-    free(bucket);
-    free(def);
+    if (!small) {
+        free(b.argv);
+        free(bucket);
+        free(def);
+    }
 }
 
 /* ------------------------------------------------ managed return path */

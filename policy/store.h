@@ -90,6 +90,11 @@ rg_store *rg_store_redis_pool(const rg_config *cfg, unsigned n);
 /* Asynchronous Redis store on a libevent base.  Never NULL. */
 rg_store *rg_store_redis_async(const rg_config *cfg, struct event_base *base);
 
+/* The account scripts of the blocking store (whole table; one lookup) and
+ * their SHA-1s in hex, for EVALSHA (store_redis.c). */
+extern const char rg_accounts_lua[], rg_accounts_lua_sha1[];
+extern const char rg_lookup_lua[], rg_lookup_lua_sha1[];
+
 /* The Lua source of the decision script (generated from decide.lua). */
 extern const char rg_decide_lua[];
 /* Its SHA-1 in hex, computed when it is compiled in: a process that only

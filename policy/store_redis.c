@@ -15,7 +15,8 @@
  * SCRIPT LOAD on every (re)connect; the sync one (short-lived processes)
  * never sends it up front.  A NOSCRIPT reply (a new Redis, SCRIPT FLUSH
  * behind our back) is answered by running the same call once with EVAL,
- * which also puts the script in Redis's cache.
+ * which also puts the script in Redis's cache.  The sync store's account
+ * scripts (rg_accounts_lua, rg_lookup_lua) run the same way.
  */
 #include "config.h"
 
@@ -39,14 +40,18 @@
 #include "store.h"
 #include "util.h"
 
-/* Returns the whole account table in one round trip: {gen, name, {f, v, ..}, ...}. */
-static const char load_lua[] =
+/* Returns the whole account table in one round trip: {gen, name, {f, v, ..}, ...}.
+ * The SHA-1s below each script are what EVALSHA names them by (sha1sum of
+ * the text; t/engine/test_lazy.c checks them against Redis's SCRIPT LOAD).
+ * A stale one would only cost a NOSCRIPT and an EVAL per call. */
+const char rg_accounts_lua[] =
     "local out = {redis.call('GET', 'rg:acct:gen') or '0'}\n"
     "for _, n in ipairs(redis.call('SMEMBERS', 'rg:accts')) do\n"
     "  out[#out + 1] = n\n"
     "  out[#out + 1] = redis.call('HGETALL', 'rg:acct:' .. n)\n"
     "end\n"
     "return out\n";
+const char rg_accounts_lua_sha1[] = "26715454652796e65bbea2386657df42f9b2fade";
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 500
@@ -62,7 +67,7 @@ static const char load_lua[] =
  * every account is read, the first account (in SMEMBERS order) to claim a
  * login or unix user wins and a later one claiming any of them is left out.
  */
-static const char some_lua[] =
+const char rg_lookup_lua[] =
     "local gen = redis.call('GET', 'rg:acct:gen') or '0'\n"
     "local ix = 'rg:acct:ix'\n"
     "if redis.call('HGET', ix, '_gen') ~= gen then\n"
@@ -106,7 +111,7 @@ static const char some_lua[] =
     "  for n in string.gmatch(redis.call('HGET', ix, 'c') or '', '[^,]+') do add(n) end\n"
     "end\n"
     "return out\n";
-
+const char rg_lookup_lua_sha1[] = "f7d7cc775354d208cf7a597ea4d2873499d6bb20";
 
 typedef struct store_common {
     rg_store base;
@@ -209,6 +214,51 @@ static rg_accounts *parse_accounts(const redisReply *rep, long long *gen, char *
     return set;
 }
 
+/*
+ * decide.lua's arguments: ARGV[1] the number of decisions n, ARGV[2] one
+ * blob with, for each decision, its argument count and then its arguments,
+ * every one a NUL-terminated string.  The script splits the blob with
+ * struct.unpack (in C): each value passed as an ARGV of its own costs Redis
+ * about 1,000 instructions (parse, object, Lua string, free), a field of
+ * the blob a third of that, and hiredis formats 5 arguments per batch
+ * instead of 27 per decision.  The arguments are C strings, so none holds
+ * a NUL.
+ */
+
+/* Bytes encode_decision() writes for argc, argv (lengths into len). */
+static size_t decision_size(int argc, const char **argv, size_t *len)
+{
+    size_t total = 12;          /* the count, "%d" and its NUL */
+    for (int i = 0; i < argc; i++) {
+        len[i] = argv[i] ? strlen(argv[i]) : 0;
+        total += len[i] + 1;
+    }
+    return total;
+}
+
+/* Write a decision's part of the blob at p; returns its end.  p has room
+ * for decision_size() bytes. */
+static char *encode_decision(char *p, int argc, const char **argv, const size_t *len)
+{
+    char digits[12];
+    int nd = 0;
+    unsigned v = (unsigned)argc;
+    do {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (nd)
+        *p++ = digits[--nd];
+    *p++ = '\0';
+    for (int i = 0; i < argc; i++) {
+        if (len[i])
+            memcpy(p, argv[i], len[i]);
+        p += len[i];
+        *p++ = '\0';
+    }
+    return p;
+}
+
 /* ---------------------------------------------------------------- async */
 
 /*
@@ -219,7 +269,7 @@ static rg_accounts *parse_accounts(const redisReply *rep, long long *gen, char *
  * Redis runs and one queued behind it, so Redis never idles between them.
  * Decisions arriving meanwhile gather into the next batch, sent when a
  * reply comes back.  So batches grow with the load by themselves: a batch
- * costs Redis a fixed ~130,000 instructions besides its decisions
+ * costs Redis a fixed ~170,000 instructions besides its decisions
  * (bench/run-script.sh with BATCH=1 against BATCH=64), which small batches
  * pay over and over when the load is high; at low load nothing waits.
  */
@@ -236,9 +286,8 @@ typedef struct async_call {
     struct event *timer;        /* &timer_ev once set up */
     struct event timer_ev;      /* in the call: no allocation of its own */
     int done;                   /* callback delivered (reply or timeout) */
-    int argc;                   /* the decision's script arguments */
-    char **argv;                /* one allocation: pointers, lengths, the strings */
-    size_t *argvlen;
+    size_t enclen;              /* a decision: its part of the blob, */
+    char enc[];                 /* in the same allocation as the call */
 } async_call;
 
 /* One EVALSHA in flight: its calls, and its arguments for an EVAL retry. */
@@ -247,10 +296,10 @@ typedef struct async_batch {
     async_call *calls[BATCH_MAX];
     unsigned n;
     int retried;                /* NOSCRIPT answered with EVAL once */
-    int argc;
-    const char **argv;          /* points into the calls and into counts */
-    size_t *argvlen;
-    char counts[BATCH_MAX + 1][12];
+    const char *argv[5];        /* EVALSHA sha 0 n blob */
+    size_t argvlen[5];
+    char count[12];
+    char *blob;
 } async_batch;
 
 struct async_store {
@@ -267,6 +316,9 @@ struct async_store {
     uint64_t backoff_ms;
     uint64_t last_reply_ms;     /* monotonic */
     int closing;
+    /* store_timeout as a libevent common timeout: every call's timer has
+     * the same duration, so adding one is a list append, not a heap insert */
+    const struct timeval *call_tv;
 };
 
 static void async_connect(async_store *s);
@@ -275,7 +327,6 @@ static void call_free(async_call *k)
 {
     if (k->timer)
         event_del(k->timer);
-    free(k->argv);
     free(k);
 }
 
@@ -410,8 +461,7 @@ static void batch_free(async_batch *b)
 {
     for (unsigned i = 0; i < b->n; i++)
         call_free(b->calls[i]);
-    free(b->argv);
-    free(b->argvlen);
+    free(b->blob);
     free(b);
 }
 
@@ -430,7 +480,7 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
         b->argv[1] = rg_decide_lua;
         b->argvlen[0] = 4;
         b->argvlen[1] = strlen(rg_decide_lua);
-        if (redisAsyncCommandArgv(s->ac, on_batch_reply, b, b->argc, b->argv, b->argvlen) == REDIS_OK)
+        if (redisAsyncCommandArgv(s->ac, on_batch_reply, b, 5, b->argv, b->argvlen) == REDIS_OK)
             return;
     }
     for (unsigned i = 0; i < b->n; i++) {
@@ -458,35 +508,32 @@ static void flush_batch(async_store *s)
     if (s->inflight >= INFLIGHT_MAX && n < BATCH_MAX && s->ac && !s->closing)
         return;
     s->ngather = 0;
-    async_batch *b = rg_calloc(1, sizeof *b);
+    async_batch *b = rg_malloc(sizeof *b);
     b->s = s;
     b->n = n;
-    int argc = 4;
+    b->retried = 0;
+    size_t total = 0;
     for (unsigned i = 0; i < n; i++) {
         b->calls[i] = s->gather[i];
-        argc += 1 + b->calls[i]->argc;
+        total += b->calls[i]->enclen;
     }
-    b->argc = argc;
-    b->argv = rg_calloc((size_t)argc, sizeof *b->argv);
-    b->argvlen = rg_calloc((size_t)argc, sizeof *b->argvlen);
-    int a = 0;
-    b->argv[a++] = "EVALSHA";
-    b->argv[a++] = s->c.sha;
-    b->argv[a++] = "0";
-    snprintf(b->counts[n], sizeof b->counts[0], "%u", n);
-    b->argv[a++] = b->counts[n];
+    b->blob = rg_malloc(total ? total : 1);
+    char *p = b->blob;
     for (unsigned i = 0; i < n; i++) {
-        async_call *k = b->calls[i];
-        b->argvlen[a] = (size_t)snprintf(b->counts[i], sizeof b->counts[0], "%d", k->argc);
-        b->argv[a++] = b->counts[i];
-        for (int j = 0; j < k->argc; j++) {
-            b->argvlen[a] = k->argvlen[j];
-            b->argv[a++] = k->argv[j];
-        }
+        memcpy(p, b->calls[i]->enc, b->calls[i]->enclen);
+        p += b->calls[i]->enclen;
     }
-    for (int i = 0; i < 4; i++)
-        b->argvlen[i] = strlen(b->argv[i]);
-    if (s->ac && redisAsyncCommandArgv(s->ac, on_batch_reply, b, argc, b->argv, b->argvlen) == REDIS_OK) {
+    b->argv[0] = "EVALSHA";
+    b->argvlen[0] = 7;
+    b->argv[1] = s->c.sha;
+    b->argvlen[1] = 40;
+    b->argv[2] = "0";
+    b->argvlen[2] = 1;
+    b->argvlen[3] = (size_t)snprintf(b->count, sizeof b->count, "%u", n);
+    b->argv[3] = b->count;
+    b->argv[4] = b->blob;
+    b->argvlen[4] = total;
+    if (s->ac && redisAsyncCommandArgv(s->ac, on_batch_reply, b, 5, b->argv, b->argvlen) == REDIS_OK) {
         s->inflight++;
         return;
     }
@@ -500,16 +547,17 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     flush_batch(arg);
 }
 
-static async_call *call_new(async_store *s, void *arg)
+/* A call with extra bytes after it (a decision's blob part); its timer runs. */
+static async_call *call_new(async_store *s, void *arg, size_t extra)
 {
-    async_call *k = rg_calloc(1, sizeof *k);
+    async_call *k = rg_malloc(sizeof *k + extra);
+    memset(k, 0, sizeof *k);
     k->s = s;
     k->arg = arg;
     if (evtimer_assign(&k->timer_ev, s->base, on_call_timeout, k) < 0)
         rg_panic("evtimer_assign failed");
     k->timer = &k->timer_ev;
-    struct timeval tv = { (time_t)(s->c.timeout_ms / 1000), (suseconds_t)((s->c.timeout_ms % 1000) * 1000) };
-    evtimer_add(k->timer, &tv);
+    evtimer_add(k->timer, s->call_tv);
     return k;
 }
 
@@ -524,30 +572,15 @@ static void async_decide(rg_store *st, int argc, const char **argv, rg_store_cb 
         cb(arg, &r);
         return;
     }
-    async_call *k = call_new(s, arg);
+    /* the arguments, encoded at once into the call's own allocation (one
+     * malloc per decision; the batch copies the parts into its blob) */
+    size_t lens[64] = { 0 }, *len = argc <= 64 ? lens : rg_calloc((size_t)argc, sizeof *len);
+    size_t size = decision_size(argc, argv, len);
+    async_call *k = call_new(s, arg, size);
     k->cb = cb;
-    k->argc = argc;
-    /* the arguments, copied into one allocation (a call used to make one per
-     * argument: two dozen malloc/free pairs per decision) */
-    size_t total = 0;
-    size_t *len = rg_calloc((size_t)argc + 1, sizeof *len);
-    for (int i = 0; i < argc; i++) {
-        len[i] = argv[i] ? strlen(argv[i]) : 0;
-        total += len[i] + 1;
-    }
-    char *block = rg_malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + total + 1);
-    k->argv = (char **)block;
-    k->argvlen = (size_t *)(block + (size_t)argc * sizeof(char *));
-    char *p = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++) {
-        k->argv[i] = p;
-        k->argvlen[i] = len[i];
-        if (len[i])
-            memcpy(p, argv[i], len[i]);
-        p[len[i]] = '\0';
-        p += len[i] + 1;
-    }
-    free(len);
+    k->enclen = (size_t)(encode_decision(k->enc, argc, argv, len) - k->enc);
+    if (len != lens)
+        free(len);
     s->gather[s->ngather++] = k;
     if (s->ngather == BATCH_MAX)
         flush_batch(s);
@@ -575,12 +608,12 @@ static void async_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
         cb(arg, NULL, 0, "Redis not connected");
         return;
     }
-    async_call *k = call_new(s, arg);
+    async_call *k = call_new(s, arg, 0);
     k->acb = cb;
     /* Loading many accounts may take longer than one decision's budget. */
     struct timeval tv = { 5, 0 };
     evtimer_add(k->timer, &tv);
-    if (redisAsyncCommand(s->ac, on_load_reply, k, "EVAL %s 0", load_lua) != REDIS_OK) {
+    if (redisAsyncCommand(s->ac, on_load_reply, k, "EVAL %s 0", rg_accounts_lua) != REDIS_OK) {
         call_deliver(k, NULL, "Redis command could not be queued");
         call_free(k);
     }
@@ -612,6 +645,10 @@ rg_store *rg_store_redis_async(const rg_config *cfg, struct event_base *base)
     s->backoff_ms = BACKOFF_MIN_MS;
     s->reconnect = evtimer_new(base, on_reconnect_timer, s);
     s->flush = event_new(base, -1, 0, on_flush, s);
+    struct timeval tv = { (time_t)(s->c.timeout_ms / 1000), (suseconds_t)((s->c.timeout_ms % 1000) * 1000) };
+    s->call_tv = event_base_init_common_timeout(base, &tv);
+    if (s->call_tv == NULL)
+        rg_panic("event_base_init_common_timeout failed");
     async_connect(s);
     return &s->c.base;
 }
@@ -700,84 +737,116 @@ static void sync_drop(sync_store *s)
     }
 }
 
+/*
+ * Run a script with EVALSHA: argv[0] and argv[1] are set here, the script's
+ * arguments follow.  A NOSCRIPT reply (a new Redis, SCRIPT FLUSH behind our
+ * back) is answered by the same call once more with EVAL, which also puts
+ * the script in Redis's cache.  len: the arguments' lengths (argv[0..1]'s
+ * are set here too).  The reply, or NULL on an I/O error (ctx->errstr).
+ * Caller holds the lock.
+ */
+static redisReply *noscript_retry(redisContext *ctx, redisReply *rep, const char *script,
+                                  int argc, const char **argv, size_t *len)
+{
+    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+        freeReplyObject(rep);
+        argv[0] = "EVAL";
+        len[0] = 4;
+        argv[1] = script;
+        len[1] = strlen(script);
+        rep = redisCommandArgv(ctx, argc, argv, len);
+    }
+    return rep;
+}
+
+static void set_evalsha(const char *sha, const char **argv, size_t *len)
+{
+    argv[0] = "EVALSHA";
+    len[0] = 7;
+    argv[1] = sha;
+    len[1] = strlen(sha);
+}
+
+static redisReply *sync_evalsha(redisContext *ctx, const char *sha, const char *script,
+                                int argc, const char **argv, size_t *len)
+{
+    set_evalsha(sha, argv, len);
+    return noscript_retry(ctx, redisCommandArgv(ctx, argc, argv, len), script, argc, argv, len);
+}
+
+/* One decision as decide.lua's arguments (a batch of one): what
+ * sync_decide and sync_decide_record send after "EVALSHA sha". */
+typedef struct sync_args {
+    const char *argv[5];        /* EVALSHA sha 0 1 blob */
+    size_t len[5];
+    char *blob;
+} sync_args;
+
+static void sync_args_init(sync_args *a, int argc, const char **argv)
+{
+    size_t lens[64] = { 0 }, *len = argc <= 64 ? lens : rg_calloc((size_t)argc, sizeof *len);
+    a->blob = rg_malloc(decision_size(argc, argv, len));
+    a->argv[2] = "0";
+    a->len[2] = 1;
+    a->argv[3] = "1";
+    a->len[3] = 1;
+    a->argv[4] = a->blob;
+    a->len[4] = (size_t)(encode_decision(a->blob, argc, argv, len) - a->blob);
+    if (len != lens)
+        free(len);
+}
+
+/* The decision's outcome from the script's reply (NULL: I/O error). */
+static void sync_args_reply(redisContext *ctx, const redisReply *rep, rg_store_reply *r)
+{
+    if (rep == NULL)
+        reply_error(r, "Redis: %s", ctx->errstr);
+    else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1)
+        parse_decide_reply(rep->element[0], r);
+    else
+        parse_decide_reply(rep, r);     /* an error reply */
+}
+
 static void sync_decide(rg_store *st, int argc, const char **argv, rg_store_cb *cb, void *arg)
 {
     sync_store *s = (sync_store *)st;
     rg_store_reply r;
     char err[256];
-    /* a batch of one decision (decide.lua takes batches) */
-    int n = argc + 5;
-    char count[16];
-    snprintf(count, sizeof count, "%d", argc);
-    const char **av = rg_calloc((size_t)n, sizeof *av);
-    size_t *al = rg_calloc((size_t)n, sizeof *al);
-    av[0] = "EVALSHA";
-    av[1] = s->c.sha;
-    av[2] = "0";
-    av[3] = "1";
-    av[4] = count;
-    for (int i = 0; i < argc; i++)
-        av[i + 5] = argv[i] ? argv[i] : "";
-    for (int i = 0; i < n; i++)
-        al[i] = strlen(av[i]);
+    sync_args a;
+    sync_args_init(&a, argc, argv);
 
     pthread_mutex_lock(&s->lock);
     redisContext *ctx = sync_ctx(s, err, sizeof err);
     if (ctx == NULL) {
-        pthread_mutex_unlock(&s->lock);
         reply_error(&r, "%s", err);
     } else {
-        redisReply *rep = redisCommandArgv(ctx, n, av, al);
-        if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-            freeReplyObject(rep);
-            av[0] = "EVAL";
-            av[1] = rg_decide_lua;
-            al[0] = 4;
-            al[1] = strlen(rg_decide_lua);
-            rep = redisCommandArgv(ctx, n, av, al);
-        }
-        if (rep == NULL)
-            reply_error(&r, "Redis: %s", ctx->errstr);
-        else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1)
-            parse_decide_reply(rep->element[0], &r);
-        else
-            parse_decide_reply(rep, &r);    /* an error reply */
+        redisReply *rep = sync_evalsha(ctx, s->c.sha, rg_decide_lua, 5, a.argv, a.len);
+        sync_args_reply(ctx, rep, &r);
         if (rep)
             freeReplyObject(rep);
         sync_drop(s);
-        pthread_mutex_unlock(&s->lock);
     }
-    free(av);
-    free(al);
+    pthread_mutex_unlock(&s->lock);
+    free(a.blob);
     cb(arg, &r);
 }
 
 /*
  * decide with a record written first, in one pipeline (store.h):
  * MULTI, DEL, HSET, PEXPIRE, EXEC, then the same EVALSHA as sync_decide.
- * Kept apart from sync_decide so the plain decision path stays as it is.
  */
 static void sync_decide_record(rg_store *st, const rg_store_record *rec, int argc,
                                const char **argv, rg_store_cb *cb, void *arg)
 {
     sync_store *s = (sync_store *)st;
     rg_store_reply r;
-    char err[256], ttl[24], count[16];
-    int n = argc + 5, nh = 2 + 2 * rec->nfields;
-    snprintf(count, sizeof count, "%d", argc);
+    char err[256], ttl[24];
+    int nh = 2 + 2 * rec->nfields;
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)rec->ttl_ms);
-    const char **av = rg_calloc((size_t)n, sizeof *av);
-    size_t *al = rg_calloc((size_t)n, sizeof *al);
+    sync_args a;
+    sync_args_init(&a, argc, argv);
+    set_evalsha(s->c.sha, a.argv, a.len);
     const char **hset = rg_calloc((size_t)nh, sizeof *hset);
-    av[0] = "EVALSHA";
-    av[1] = s->c.sha;
-    av[2] = "0";
-    av[3] = "1";
-    av[4] = count;
-    for (int i = 0; i < argc; i++)
-        av[i + 5] = argv[i] ? argv[i] : "";
-    for (int i = 0; i < n; i++)
-        al[i] = strlen(av[i]);
     hset[0] = "HSET";
     hset[1] = rec->key;
     for (int i = 0; i < 2 * rec->nfields; i++)
@@ -797,7 +866,7 @@ static void sync_decide_record(rg_store *st, const rg_store_record *rec, int arg
     redisAppendCommandArgv(ctx, nh, hset, NULL);
     redisAppendCommandArgv(ctx, 3, exp, NULL);
     redisAppendCommandArgv(ctx, 1, exec, NULL);
-    redisAppendCommandArgv(ctx, n, av, al);
+    redisAppendCommandArgv(ctx, 5, a.argv, a.len);
     /* read all six replies even after a failure, so the connection stays in step */
     char werr[200] = "";
     redisReply *rep = NULL;
@@ -820,21 +889,9 @@ static void sync_decide_record(rg_store *st, const rg_store_record *rec, int arg
         else
             rep = x;
     }
-    if (!io && rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-        freeReplyObject(rep);
-        av[0] = "EVAL";
-        av[1] = rg_decide_lua;
-        al[0] = 4;
-        al[1] = strlen(rg_decide_lua);
-        rep = redisCommandArgv(ctx, n, av, al);
-        io = rep == NULL;
-    }
-    if (io)
-        reply_error(&r, "Redis: %s", ctx->errstr);
-    else if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 1)
-        parse_decide_reply(rep->element[0], &r);
-    else
-        parse_decide_reply(rep, &r);    /* an error reply */
+    if (!io)
+        rep = noscript_retry(ctx, rep, rg_decide_lua, 5, a.argv, a.len);
+    sync_args_reply(ctx, io ? NULL : rep, &r);
     if (r.status == 0 && werr[0])
         reply_error(&r, "%s", werr);
     if (rep)
@@ -842,25 +899,28 @@ static void sync_decide_record(rg_store *st, const rg_store_record *rec, int arg
     sync_drop(s);
     pthread_mutex_unlock(&s->lock);
 out:
-    free(av);
-    free(al);
+    free(a.blob);
     free(hset);
     cb(arg, &r);
 }
 
-/* EVAL a script that answers with accounts (load_lua, some_lua) and hand
- * the parsed set to cb: the one round trip of load_accounts and load_some.
- * argv is "EVAL", the script, "0" and the script's arguments. */
-static void sync_eval_accounts(sync_store *s, int argc, const char **argv,
-                               rg_accounts_cb *cb, void *arg)
+/* Run an account script (rg_accounts_lua, rg_lookup_lua) with EVALSHA and
+ * hand the parsed set to cb: the one round trip of load_accounts and
+ * load_some.  argv[0..1] are set here; argv[2] is "0", then the script's
+ * arguments. */
+static void sync_eval_accounts(sync_store *s, const char *sha, const char *script,
+                               int argc, const char **argv, rg_accounts_cb *cb, void *arg)
 {
     char err[256] = "";
     long long gen = 0;
     rg_accounts *set = NULL;
+    size_t len[8];
+    for (int i = 2; i < argc; i++)
+        len[i] = strlen(argv[i]);
     pthread_mutex_lock(&s->lock);
     redisContext *ctx = sync_ctx(s, err, sizeof err);
     if (ctx) {
-        redisReply *rep = redisCommandArgv(ctx, argc, argv, NULL);
+        redisReply *rep = sync_evalsha(ctx, sha, script, argc, argv, len);
         if (rep == NULL)
             snprintf(err, sizeof err, "Redis: %s", ctx->errstr);
         else
@@ -875,8 +935,8 @@ static void sync_eval_accounts(sync_store *s, int argc, const char **argv,
 
 static void sync_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
 {
-    const char *argv[] = { "EVAL", load_lua, "0" };
-    sync_eval_accounts((sync_store *)st, 3, argv, cb, arg);
+    const char *argv[] = { NULL, NULL, "0" };
+    sync_eval_accounts((sync_store *)st, rg_accounts_lua_sha1, rg_accounts_lua, 3, argv, cb, arg);
 }
 
 /* load_some (store.h): the accounts of one login, unix user, name, or
@@ -887,8 +947,8 @@ static void sync_load_some(rg_store *st, rg_account_lookup kind, const char *key
     static const char kinds[] = { [RG_LOOKUP_LOGIN] = 'l', [RG_LOOKUP_LOCAL_USER] = 'u',
                                   [RG_LOOKUP_NAME] = 'n', [RG_LOOKUP_CLIENTS] = 'c' };
     char k[2] = { kinds[kind], '\0' };
-    const char *argv[] = { "EVAL", some_lua, "0", k, key ? key : "" };
-    sync_eval_accounts((sync_store *)st, 5, argv, cb, arg);
+    const char *argv[] = { NULL, NULL, "0", k, key ? key : "" };
+    sync_eval_accounts((sync_store *)st, rg_lookup_lua_sha1, rg_lookup_lua, 5, argv, cb, arg);
 }
 
 static void sync_free(rg_store *st)

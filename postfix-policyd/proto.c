@@ -148,7 +148,7 @@ void rg_proto_parse(char *buf, size_t len, rg_proto_request *out)
             nl[-1] = '\0';
         name = p;
         p = nl + 1;
-        if ((eq = strchr(name, '=')) == NULL)
+        if ((eq = memchr(name, '=', (size_t) (nl - name))) == NULL)
             continue;           /* the empty line */
         *eq = '\0';
         value = eq + 1;
@@ -232,8 +232,11 @@ size_t rg_proto_reply(const rg_verdict *v, char *buf, size_t buflen)
     int len;
 
     if (v->action != RG_TEMPFAIL && v->action != RG_REJECT) {
-        len = snprintf(buf, buflen, "%s", RG_PROTO_REPLY_DUNNO);
-        return len < 0 || (size_t) len >= buflen ? 0 : (size_t) len;
+        /* the reply to nearly every request: no printf */
+        if (sizeof RG_PROTO_REPLY_DUNNO > buflen)
+            return 0;
+        memcpy(buf, RG_PROTO_REPLY_DUNNO, sizeof RG_PROTO_REPLY_DUNNO);
+        return sizeof RG_PROTO_REPLY_DUNNO - 1;
     }
 
     lo = v->action == RG_TEMPFAIL ? 400 : 500;

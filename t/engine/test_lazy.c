@@ -6,7 +6,6 @@
  * accounts.
  */
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -21,6 +20,7 @@
 #include "clock.h"
 #include "config.h"
 #include "engine.h"
+#include "fixture.h"
 #include "keys.h"
 #include "store.h"
 
@@ -45,24 +45,6 @@ static const char *accounts_text =
     "  domains = default.test\n"
     "}\n";
 
-typedef struct fixture {
-    rg_config *cfg;
-    rg_store *store;
-    rg_engine *e;
-    redisContext *r;
-} fixture;
-
-static void redis_ok(fixture *f, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = redisvCommand(f->r, fmt, ap);
-    va_end(ap);
-    assert_non_null(rep);
-    assert_int_not_equal(rep->type, REDIS_REPLY_ERROR);
-    freeReplyObject(rep);
-}
-
 /* Write an account as the admin commands do: its hash, the name in
  * rg:accts, and a new generation. */
 static void put_account(fixture *f, const rg_account *a)
@@ -70,13 +52,13 @@ static void put_account(fixture *f, const rg_account *a)
     const char *keys[64];
     char *vals[64];
     size_t n = rg_account_to_fields(a, keys, vals, 64);
-    redis_ok(f, "DEL %s%s", RG_KEY_ACCOUNT, a->name);
+    fx_redis_ok(f, "DEL %s%s", RG_KEY_ACCOUNT, a->name);
     for (size_t i = 0; i < n; i++) {
-        redis_ok(f, "HSET %s%s %s %s", RG_KEY_ACCOUNT, a->name, keys[i], vals[i]);
+        fx_redis_ok(f, "HSET %s%s %s %s", RG_KEY_ACCOUNT, a->name, keys[i], vals[i]);
         free(vals[i]);
     }
-    redis_ok(f, "SADD %s %s", RG_KEY_ACCOUNTS, a->name);
-    redis_ok(f, "INCR %s", RG_KEY_ACCOUNT_GEN);
+    fx_redis_ok(f, "SADD %s %s", RG_KEY_ACCOUNTS, a->name);
+    fx_redis_ok(f, "INCR %s", RG_KEY_ACCOUNT_GEN);
 }
 
 static void put_accounts(fixture *f, const char *text)
@@ -99,15 +81,13 @@ static int setup(void **state)
 {
     fixture *f = calloc(1, sizeof *f);
     char url[64], err[512];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%s/0", getenv("REDIS_PORT"));
+    fx_redis_url(url, sizeof url);
     f->cfg = rg_config_new_default();
     assert_int_equal(rg_store_url_parse(url, &f->cfg->store, err, sizeof err), 0);
     f->cfg->store_timeout_ms = 1000;
     snprintf(f->cfg->node, sizeof f->cfg->node, "t1");
-    f->r = redisConnect("127.0.0.1", atoi(getenv("REDIS_PORT")));
-    assert_non_null(f->r);
-    assert_int_equal(f->r->err, 0);
-    redis_ok(f, "FLUSHALL");
+    fx_connect(f);
+    fx_redis_ok(f, "FLUSHALL");
     put_accounts(f, accounts_text);
     f->store = rg_store_redis_sync(f->cfg);
     assert_non_null(f->store->load_some);
@@ -119,32 +99,17 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    fixture *f = *state;
-    f->store->free(f->store);
-    rg_engine_free(f->e);
-    rg_config_free(f->cfg);
-    redisFree(f->r);
-    free(f);
+    fx_free(*state);
     return 0;
-}
-
-static void capture(void *arg, const rg_verdict *v)
-{
-    *(rg_verdict *)arg = *v;
 }
 
 static rg_verdict mail(fixture *f, const char *login, const char *user, const char *client,
                        const char *sender)
 {
-    rg_verdict v;
-    memset(&v, 0, sizeof v);
-    v.action = (rg_action)99;
     rg_request req = { .stage = RG_STAGE_MAIL, .msg_id = "m1", .queue_id = "",
                        .sasl_username = login, .local_user = user, .client_addr = client,
                        .sender = sender };
-    rg_engine_check(f->e, &req, capture, &v);   /* blocking store: answered at once */
-    assert_int_not_equal(v.action, 99);
-    return v;
+    return fx_check(f, &req);
 }
 
 static void expect(rg_verdict v, rg_action action, const char *account, const char *reason)
@@ -180,8 +145,8 @@ static void test_identify_like_full(void **state)
 static void test_unknown_without_default(void **state)
 {
     fixture *f = *state;
-    redis_ok(f, "SREM %s default", RG_KEY_ACCOUNTS);
-    redis_ok(f, "INCR %s", RG_KEY_ACCOUNT_GEN);
+    fx_redis_ok(f, "SREM %s default", RG_KEY_ACCOUNTS);
+    fx_redis_ok(f, "INCR %s", RG_KEY_ACCOUNT_GEN);
     expect(mail(f, "nobody@relay.test", NULL, "198.51.100.1", "a@default.test"), RG_REJECT, "",
            "unknown_account");
 }
@@ -233,12 +198,11 @@ static void test_store_down(void **state)
     rg_store *st = rg_store_redis_sync(cfg);
     rg_engine *e = rg_engine_new_lazy(cfg, st, rg_clock_system(), NULL, err, sizeof err);
     assert_non_null(e);
-    rg_verdict v;
-    memset(&v, 0, sizeof v);
     rg_request req = { .stage = RG_STAGE_MAIL, .msg_id = "m1", .queue_id = "",
                        .sasl_username = "alice@relay.test", .client_addr = "198.51.100.1",
                        .sender = "a@example.com" };
-    rg_engine_check(e, &req, capture, &v);
+    fixture g = { .e = e };
+    rg_verdict v = fx_check(&g, &req);
     assert_int_equal(v.action, RG_TEMPFAIL);
     assert_string_equal(v.reason, "store_error");
     st->free(st);
@@ -261,6 +225,17 @@ static void test_script_sha1(void **state)
     assert_non_null(rep);
     assert_int_equal(rep->type, REDIS_REPLY_STRING);
     assert_string_equal(rep->str, rg_decide_lua_sha1);
+    freeReplyObject(rep);
+    /* the blocking store's account scripts run by EVALSHA too */
+    rep = redisCommand(f->r, "SCRIPT LOAD %s", rg_accounts_lua);
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STRING);
+    assert_string_equal(rep->str, rg_accounts_lua_sha1);
+    freeReplyObject(rep);
+    rep = redisCommand(f->r, "SCRIPT LOAD %s", rg_lookup_lua);
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_STRING);
+    assert_string_equal(rep->str, rg_lookup_lua_sha1);
     freeReplyObject(rep);
 }
 
