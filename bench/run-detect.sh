@@ -19,11 +19,26 @@
 # records detectd with perf (-e cpu-clock -g) during the backlog run and
 # prints the top of the report.
 #
+# CALLGRIND=N: Redis's instructions per event, which the machine's other load
+# does not move at all.  N decisions are made with no detector, saved, and
+# loaded into a private redis-server under valgrind --tool=callgrind (as
+# bench/run-script.sh does for the decision script); relayguard-detectd then
+# reads them all from it, and the instructions Redis spent (counters zeroed
+# before detectd starts) are printed per event, split by command (inclusive,
+# callgrind_annotate); relayguard-detectd runs under callgrind as well, for
+# its own instructions per event.  Kernel time (socket reads and writes) is
+# not in these.
+#
 # Usage: bench/run-detect.sh    (as root)
 # Knobs (environment): BUILD=/work/build-bench CONNS=50 DURATION=15 WARMUP=3
 #   REPEAT=3 ACCOUNTS=100 ACK=yes (detect block "acknowledge") OUT=FILE (also
 #   write the report there) KEEP=0 BACKLOG=200000 (0: no backlog run) PROFILE=0
-#   BATCH=2000 (detect block "batch")
+#   BATCH=2000 (detect block "batch") MAX_DELAY= (detect block "max_delay",
+#   empty: the default) CALLGRIND=0 (events of the callgrind run; 0: none)
+#   TASKSET= (a CPU list: relayguard-detectd runs there, in its own process
+#   group, with taskset -c; e.g. TASKSET=1) REDIS_CPU= (pin the private
+#   redis-server likewise, e.g. REDIS_CPU=0) DETECTD= (another
+#   relayguard-detectd binary, for A/B runs against the same build)
 # Loopback only; every process it starts is stopped by PID at exit.
 {
 set -euo pipefail
@@ -56,7 +71,7 @@ fi
 make -C "$BUILD" -j2 postfix-policyd/relayguard-policyd detectd/relayguard-detectd cli/relayguard \
     bench/policy-load >"$WORK/build.log" 2>&1 || die "build failed: $(grep -m 3 -E 'error|Error' "$WORK/build.log")"
 RG_POLICYD="$BUILD/postfix-policyd/relayguard-policyd"
-RG_DETECTD="$BUILD/detectd/relayguard-detectd"
+RG_DETECTD=${DETECTD:-"$BUILD/detectd/relayguard-detectd"}
 RG_CLI="$BUILD/cli/relayguard"
 find_policy_load
 
@@ -81,6 +96,7 @@ detect {
     action = alert
     acknowledge = ${ACK:-yes}
     batch = ${BATCH:-2000}
+${MAX_DELAY:+    max_delay = $MAX_DELAY}
 }
 EOF
 {
@@ -97,6 +113,18 @@ GEN=("$POLICY_LOAD" --accounts "$ACCOUNTS" --login 'bench%u@relay.test'
      --sender 'news@bench%u.example.com' --rcpt 'user%u@example.net' --rcpt-pool 1000000 -t 10)
 "${GEN[@]}" -c 1 -w 0 -n 200 -q "inet:127.0.0.1:$pport" >/dev/null 2>&1 || true   # accounts loaded
 
+# relayguard-detectd with CONF; with TASKSET, in a process group (session)
+# of its own, pinned to those CPUs.  Sets DPID.
+start_detectd() {
+    if [ -n "${TASKSET:-}" ]; then
+        setsid taskset -c "$TASKSET" "$RG_DETECTD" -f -c "$1" >>"$d/detectd.log" 2>&1 &
+    else
+        "$RG_DETECTD" -f -c "$1" >>"$d/detectd.log" 2>&1 &
+    fi
+    DPID=$!; remember "$DPID"
+}
+[ -z "${REDIS_CPU:-}" ] || taskset -cp "$REDIS_CPU" "$RPID" >/dev/null
+
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CLK_TCK=$(getconf CLK_TCK)
 R=(redis-cli -p "$rport")
@@ -105,8 +133,8 @@ R=(redis-cli -p "$rport")
 run() {
     local mode=$1 dpid="" r0 r1 d0=0 d1=0 p0 p1 out res n rate lag=0 gen
     if [ "$mode" = on ]; then
-        "$RG_DETECTD" -f -c "$d/relayguard.conf" >>"$d/detectd.log" 2>&1 &
-        dpid=$!; remember "$dpid"
+        start_detectd "$d/relayguard.conf"
+        dpid=$DPID
         for _ in $(seq 1 50); do
             "${R[@]}" XINFO GROUPS rg:events 2>/dev/null | grep -qx detectd && break; sleep 0.1
         done
@@ -172,8 +200,8 @@ backlog_run() {
     a1=$(added); n=$((a1 - a0))
     "${R[@]}" CONFIG RESETSTAT >/dev/null
     r0=$(ticks "$RPID"); t0=$(date +%s.%N)
-    "$RG_DETECTD" -f -c "$d/relayguard.conf" >>"$d/detectd.log" 2>&1 &
-    dpid=$!; remember "$dpid"
+    start_detectd "$d/relayguard.conf"
+    dpid=$DPID
     if [ "$PROFILE" = 1 ]; then
         perf record -e cpu-clock -g -o "$WORK/perf.data" -p "$dpid" >/dev/null 2>&1 &
         PERF_PID=$!; remember "$PERF_PID"
@@ -201,6 +229,75 @@ backlog_run() {
                 x / n, a / n, e / n, (all - x - a - e) / n, secs }'
 }
 
+# The callgrind run: one line "events all xreadgroup reply eval other
+# detectd" (Redis instructions per event, inclusive per command; then
+# relayguard-detectd's own, also under callgrind).
+callgrind_run() {
+    local cg="$WORK/cg" cport cpid dpid a1 got f tot
+    command -v valgrind >/dev/null || die "CALLGRIND needs valgrind (apt-get install valgrind)"
+    mkdir -p "$cg"
+    added() { "${R[@]}" XINFO STREAM rg:events | awk 'p { print; exit } /^entries-added$/ { p = 1 }'; }
+    "${R[@]}" XGROUP DESTROY rg:events detectd >/dev/null 2>&1 || true
+    "${R[@]}" DEL rg:detect:leases >/dev/null
+    "${R[@]}" XTRIM rg:events MAXLEN 0 >/dev/null
+    "${R[@]}" XGROUP CREATE rg:events detectd '$' MKSTREAM >/dev/null
+    "${GEN[@]}" -c "$CONNS" -w 0 -d 600 -n "$CALLGRIND" -q "inet:127.0.0.1:$pport" >/dev/null 2>&1 || true
+    a1=$(added)
+    "${R[@]}" SAVE >/dev/null
+    cp "$d/redis/dump.rdb" "$cg/dump.rdb"   # (dir is a protected setting in Redis 7)
+    [ "$(redis-cli -p "$rport" XLEN rg:events)" -gt 0 ] || die "callgrind run: no events made"
+    cport=$(free_port 27379)
+    valgrind --tool=callgrind --callgrind-out-file="$cg/cg.%p.out" \
+        redis-server --port "$cport" --bind 127.0.0.1 --save '' --appendonly no --hz 1 \
+        --dir "$cg" --dbfilename dump.rdb --logfile "$cg/redis.log" >"$cg/valgrind.log" 2>&1 &
+    cpid=$!; remember "$cpid"
+    for _ in $(seq 1 600); do
+        redis-cli -p "$cport" PING 2>/dev/null | grep -q PONG && break
+        alive "$cpid" || die "redis-server under valgrind died: $(tail -n 5 "$cg/valgrind.log")"
+        sleep 0.1
+    done
+    [ "$(redis-cli -p "$cport" XLEN rg:events)" -gt 0 ] || die "callgrind run: the saved stream did not load"
+    sed "s#^store = .*#store = redis://127.0.0.1:$cport/0#" "$d/relayguard.conf" >"$cg/relayguard.conf"
+    # Under valgrind a batch takes a hundred times longer: a long max_delay
+    # keeps the rounds as a backlog gets them at full speed (eight batches;
+    # a detector without the setting refuses it and reads as it always did).
+    sed 's/^\(    batch = .*\)$/\1\n    max_delay = 10m/' "$cg/relayguard.conf" >"$cg/md.conf"
+    if ! grep -q max_delay "$d/relayguard.conf" && "$RG_DETECTD" -t -c "$cg/md.conf" >/dev/null 2>&1; then
+        mv "$cg/md.conf" "$cg/relayguard.conf"
+    fi
+    callgrind_control -z "$cpid" >/dev/null 2>&1
+    # relayguard-detectd under callgrind too: its own instructions per event
+    valgrind --tool=callgrind --callgrind-out-file="$cg/detectd.out" \
+        "$RG_DETECTD" -f -c "$cg/relayguard.conf" >>"$d/detectd.log" 2>&1 &
+    dpid=$!; remember "$dpid"
+    for _ in $(seq 1 6000); do
+        got=$(redis-cli -p "$cport" XINFO GROUPS rg:events | awk '/^name$/ { getline; g = $0 }
+            /^entries-read$/ { getline; if (g == "detectd") { print; exit } }')
+        [ "${got:-0}" -ge "$a1" ] && break
+        sleep 0.1
+    done
+    stop_pid "$dpid"
+    callgrind_control -d "$cpid" >/dev/null 2>&1
+    f=$(ls -t "$cg"/cg.*.out.[0-9]* 2>/dev/null | head -n 1)
+    [ -n "$f" ] || die "no callgrind dump"
+    stop_pid "$cpid"
+    local dtot
+    dtot=$(awk '/^(totals|summary):/ { print $2; exit }' "$cg/detectd.out" 2>/dev/null)
+    cp "$f" "$WORK/callgrind.out"
+    callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null >"$WORK/callgrind.txt" || true
+    tot=$(awk '/^(totals|summary):/ { print $2; exit }' "$f")
+    # lines "  1,234 (12.34%)  FILE:FUNCTION [OBJECT]" (the percentage may hold a space)
+    awk -v n="$CALLGRIND" -v tot="$tot" '
+        function num(s) { gsub(",", "", s); return s + 0 }
+        /^ *[0-9,]+ +\( *[0-9.]+%\) +/ { t = $0; sub(/^[^)]*\) +/, "", t); sub(/ .*/, "", t)
+            sub(/.*:/, "", t); if (!(t in v)) v[t] = num($1) }
+        END {
+            x = v["xreadCommand"]; e = v["evalCommand"] + v["evalShaCommand"]
+            r = v["streamReplyWithRange"]
+            printf "%d %.0f %.0f %.0f %.0f %.0f %.0f\n", n, tot / n, x / n, r / n, e / n, (tot - x - e) / n, dt / n
+        }' dt="${dtot:-0}" "$WORK/callgrind.txt"
+}
+
 median() { printf '%s' "$RESULTS" | awk -v m="$1" -v c="$2" '$1 == m { print $c }' | sort -n |
     awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 OFF=$(median off 2); ON=$(median on 2)
@@ -208,6 +305,11 @@ BL=""
 if [ "$BACKLOG" -gt 0 ]; then
     BL=$(backlog_run)
     log "backlog: $BL   (events detectd_us redis_us xreadgroup_us xack_us eval_us other_us seconds)"
+fi
+CG=""
+if [ "${CALLGRIND:-0}" -gt 0 ]; then
+    CG=$(callgrind_run)
+    log "callgrind: $CG   (events, Redis instructions per event: all xreadgroup reply-with-entries eval other; detectd's)"
 fi
 REPORT=$(
     echo "## detection on vs off (bench/run-detect.sh)"
@@ -251,6 +353,18 @@ REPORT=$(
             perf report -i "$WORK/perf.data" --no-children --sort symbol --stdio 2>/dev/null |
                 grep -E '^ +[0-9.]+%' | head -25 | sed 's/^/    /' || true
         fi
+    fi
+    if [ -n "$CG" ]; then
+        set -- $CG
+        echo
+        echo "Redis instructions per event (callgrind, redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/'), $1 events read by relayguard-detectd; inclusive):"
+        echo
+        echo "| Redis: all | XREADGROUP | of which replying with the entries | EVAL (leases, state writes) | all else (reading commands, MULTI/EXEC, HDEL, HGETALL, ...) | relayguard-detectd (user space, start-up included) |"
+        echo "| --- | --- | --- | --- | --- | --- |"
+        echo "| $2 | $3 | $4 | $5 | $6 | $7 |"
+        echo
+        echo "top of callgrind_annotate --inclusive=yes:"
+        grep -E '^ *[0-9,]+ +\(' "$WORK/callgrind.txt" | head -30 | sed 's/^/    /'
     fi
 )
 printf '%s\n' "$REPORT"

@@ -1,10 +1,12 @@
 /*
  * relayguard-detectd - notices compromised accounts from the events stream.
  *
- * One loop, one blocking Redis connection:
+ * One loop, one blocking Redis connection, a round at a time:
  *   read    XREADGROUP as a member of the consumer group "detectd" (XAUTOCLAIM
- *           first for what a dead detector left pending), a batch at a time;
- *   feed    group the batch's events by account, read those accounts'
+ *           first for what a dead detector left pending), batches back to
+ *           back while they come full (at most ROUND_READS), each under a
+ *           lease of its own;
+ *   feed    group the round's events by account, read those accounts'
  *           detection states in one pipelined round trip (rg:dt:ACCOUNT),
  *           feed each event to the pure logic (policy/detect.c);
  *   save    write the states back in one EVAL, each only if no other
@@ -13,10 +15,15 @@
  *           transaction as `relayguard account set`; rg:abatch:gen is bumped so
  *           every node's engine sees it at its next decision) and XADD the
  *           detection event with its evidence;
- *   ack     XACK the batch.
+ *   ack     drop the round's leases (XACK what XAUTOCLAIM took over);
+ *   pause   when the detector kept up, until max_delay after the round's
+ *           start: the per-round work (state reads and writes, the leases)
+ *           is shared by about max_delay's worth of events, and no event
+ *           waits much longer than max_delay to be read.
  * Detection runs off the stream, so a decision costs Redis nothing more
  * (docs/architecture.md "Detection" has the measurement).  SIGHUP reloads
- * the configuration; SIGTERM and SIGINT finish the batch and exit.
+ * the configuration (and ends a pause); SIGTERM and SIGINT finish the round
+ * and exit.
  */
 #include <errno.h>
 #include <search.h>
@@ -42,7 +49,7 @@
 #include "util.h"
 
 #define IDENT "relayguard-detectd"
-#define GATHER_MS 200               /* after a batch that was not full: let the stream fill */
+#define ROUND_READS 8               /* batches read into one round at most */
 #define SAVE_TRIES 5
 #define HITS_MAX 8
 #define ACTION_UNKNOWN (-9)
@@ -264,6 +271,7 @@ static int ensure_group(void)
  */
 typedef struct rnode {
     int type;                   /* REDIS_REPLY_* */
+    bool fields;                /* an array: the fields of a stream entry (entry_fields_array) */
     size_t len;                 /* string length or number of elements */
     char *str;
     struct rnode **elem;
@@ -320,8 +328,55 @@ static void *node_attach(const redisReadTask *task, rnode *n)
     return n;
 }
 
+/*
+ * Most of an entry's bytes are fields detection does not read (sender,
+ * recipient, detail ...).  Their names and values are not copied: they all
+ * point to one shared node of type nil, which entry_fields() skips; the names
+ * it reads are shared nodes too.  So a round of thousands of entries keeps
+ * about a kilobyte each, and the reader copies a third of the bytes.
+ */
+#define KEY_NODE(s) { .type = REDIS_REPLY_STRING, .len = sizeof(s) - 1, .str = (char *)(s) }
+static rnode key_nodes[] = {
+    KEY_NODE("ts"), KEY_NODE("type"), KEY_NODE("stage"), KEY_NODE("verdict"), KEY_NODE("reason"),
+    KEY_NODE("login"), KEY_NODE("client"), KEY_NODE("country"), KEY_NODE("account"),
+};
+#define NWANTED (sizeof key_nodes / sizeof key_nodes[0])
+static rnode skip_node = { .type = REDIS_REPLY_NIL };
+
+static void *node_shared(const redisReadTask *task, rnode *n)
+{
+    ((rnode *)task->parent->obj)->elem[task->idx] = n;
+    return n;
+}
+
+/* Is the array being read a stream entry's fields?  [id, [field, value,
+ * ...]]: it is the second of a pair that starts with a string. */
+static bool entry_fields_array(const redisReadTask *task)
+{
+    const redisReadTask *p = task->parent;
+    if (p == NULL || task->idx != 1 || p->obj == NULL)
+        return false;
+    const rnode *pair = p->obj;
+    return pair->type == REDIS_REPLY_ARRAY && pair->len == 2 && pair->elem[0] != NULL &&
+           (pair->elem[0]->type == REDIS_REPLY_STRING || pair->elem[0]->type == REDIS_REPLY_STATUS);
+}
+
 static void *node_string(const redisReadTask *task, char *str, size_t len)
 {
+    const rnode *fa = task->parent ? task->parent->obj : NULL;
+    if (fa && fa->fields) {
+        if (task->idx % 2 == 0) {
+            /* the wanted names are 2 to 7 bytes and start with one of "acilrstv" */
+            if (len >= 2 && len <= 7 && strchr("acilrstv", str[0]) != NULL)
+                for (size_t i = 0; i < NWANTED; i++)
+                    if (len == key_nodes[i].len && str[0] == key_nodes[i].str[0] &&
+                        memcmp(str, key_nodes[i].str, len) == 0)
+                        return node_shared(task, &key_nodes[i]);
+            return node_shared(task, &skip_node);
+        }
+        if (fa->elem[task->idx - 1] == &skip_node)
+            return node_shared(task, &skip_node);
+    }
     rnode *n = arena_alloc(sizeof *n + len + 1);
     memset(n, 0, sizeof *n);
     n->str = (char *)(n + 1);
@@ -339,9 +394,12 @@ static void *node_array(const redisReadTask *task, int elements)
 {
     size_t ne = elements > 0 ? (size_t)elements : 0;
     rnode *n = arena_alloc(sizeof *n + ne * sizeof(rnode *));
-    memset(n, 0, sizeof *n + ne * sizeof(rnode *));
+    /* (the reader sets every element before the reply is used; a reply
+     * that fails half way is dropped whole) */
+    memset(n, 0, sizeof *n);
     n->elem = (rnode **)(n + 1);
     n->len = ne;
+    n->fields = entry_fields_array(task);
     return node_attach(task, n);
 }
 
@@ -711,7 +769,7 @@ static int process(sentry *e, size_t n, bool ack)
             feed(&accts[which[j]], e, &st[j]);
             newbase[j] = !rg_detect_same_baseline(&orig[j], &st[j]);
         }
-        if (rg_detect_store_save(g.ad, names, todo, st, newbase, ver, conflict) < 0) {
+        if (rg_detect_store_save(g.ad, names, todo, st, orig, newbase, ver, conflict) < 0) {
             ret = -1;
             break;
         }
@@ -771,23 +829,34 @@ static int process(sentry *e, size_t n, bool ack)
     return ret;
 }
 
-/* The entries of a reply's [[id, [field, value...]], ...] list, and process them. */
-static int process_list(const rnode *list, bool ack)
+/* Append the entries of a reply's [[id, [field, value...]], ...] list to
+ * *e (n used of cap; grown as needed). */
+static void collect(const rnode *list, sentry **e, size_t *n, size_t *cap)
 {
-    if (list == NULL || list->type != REDIS_REPLY_ARRAY || list->len == 0)
-        return 0;
-    sentry *e = rg_malloc(list->len * sizeof *e);
-    size_t ne = 0;
+    if (list == NULL || list->type != REDIS_REPLY_ARRAY)
+        return;
+    if (*n + list->len > *cap) {
+        *cap = *n + list->len > 2 * *cap ? *n + list->len : 2 * *cap;
+        *e = rg_realloc(*e, *cap * sizeof **e);
+    }
     for (size_t i = 0; i < list->len; i++) {
         const rnode *it = list->elem[i];
         if (it == NULL || it->type != REDIS_REPLY_ARRAY || it->len != 2 || !is_str(it->elem[0]))
             continue;
-        memset(&e[ne], 0, sizeof e[ne]);
-        e[ne].id = it->elem[0]->str;
-        e[ne].fields = it->elem[1] && it->elem[1]->type == REDIS_REPLY_ARRAY ? it->elem[1] : NULL;
-        ne++;
+        sentry *x = &(*e)[(*n)++];
+        memset(x, 0, sizeof *x);
+        x->id = it->elem[0]->str;
+        x->fields = it->elem[1] && it->elem[1]->type == REDIS_REPLY_ARRAY ? it->elem[1] : NULL;
     }
-    int r = process(e, ne, ack);
+}
+
+/* The entries of a reply's list, processed on their own.  0 / -1. */
+static int process_list(const rnode *list, bool ack)
+{
+    sentry *e = NULL;
+    size_t n = 0, cap = 0;
+    collect(list, &e, &n, &cap);
+    int r = process(e, n, ack);
     free(e);
     return r;
 }
@@ -798,10 +867,11 @@ static int process_list(const rnode *list, bool ack)
  * With acknowledge = yes, a batch is read with NOACK (no pending list, no
  * XACK: a third of the detector's Redis time) inside one MULTI with two
  * calls of this script around it: before the read it notes the group's
- * last-delivered-id as this consumer's lease in rg:dt:lease, after it the
+ * last-delivered-id as the read's lease in rg:detect:leases, after it the
  * new one and the time, so that the lease names exactly the entries the
- * read handed out, (START, END].  The next batch's lease replaces it (the
- * batch was done), a clean exit deletes it.  A lease older than claim_idle
+ * read handed out, (START, END].  A round's reads have a field each: the
+ * consumer's name for the first, NAME/2 ... for the next ones (lease_field);
+ * once the round is processed they are deleted together.  A lease older than claim_idle
  * belongs to a detector that died with its batch: another takes it over
  * (LEASE_TAKE, atomically, so only one does) and reads the range again with
  * XRANGE.  KEYS: stream, leases.  ARGV: group, consumer, "begin" | "end",
@@ -877,24 +947,74 @@ static int lease_parse(const char *v, char *start, char *end, size_t len, uint64
     return 0;
 }
 
-/* After a failed batch: our own lease is still there; do it again.  0 / -1. */
-static int redo_own_lease(void)
+/* The lease field of a round's read k (from 0): the consumer's name, then NAME/2, NAME/3 ... */
+static void lease_field(unsigned k, char *buf, size_t len)
 {
-    const char *av[] = { "HGET", RG_KEY_DETECT_LEASE, g.consumer };
-    redisReply *r = command(3, av);
+    if (k == 0)
+        snprintf(buf, len, "%s", g.consumer);
+    else
+        snprintf(buf, len, "%s/%u", g.consumer, k + 1);
+}
+
+/* Is a lease field one of this detector's reads? */
+static bool lease_mine(const char *who)
+{
+    size_t n = strlen(g.consumer);
+    return strncmp(who, g.consumer, n) == 0 && (who[n] == '\0' || who[n] == '/');
+}
+
+/* Delete the lease fields of a round's first n reads.  0 / -1. */
+static int leases_drop(unsigned n)
+{
+    const char *av[2 + ROUND_READS];
+    char f[ROUND_READS][sizeof g.consumer + 16];
+    av[0] = "HDEL";
+    av[1] = RG_KEY_DETECT_LEASE;
+    for (unsigned k = 0; k < n && k < ROUND_READS; k++) {
+        lease_field(k, f[k], sizeof f[k]);
+        av[2 + k] = f[k];
+    }
+    redisReply *r = command(2 + (int)(n < ROUND_READS ? n : ROUND_READS), av);
     if (r == NULL)
         return -1;
-    char start[80], end[80];
-    uint64_t ms, seq;
+    freeReplyObject(r);
+    return 0;
+}
+
+/*
+ * After a failed round: the leases of its reads are still there (a read
+ * whose transaction did not run has none); read their ranges again, in the
+ * order they were read, and drop them.  0 / -1.
+ */
+static int redo_own_leases(void)
+{
+    const char *av[] = { "HGETALL", RG_KEY_DETECT_LEASE };
+    redisReply *r = command(2, av);
+    if (r == NULL)
+        return -1;
+    struct { char start[80], end[80]; uint64_t seq; } got[ROUND_READS];
+    unsigned n = 0, k;
     int ret = 0;
-    /* a lease of another read (an older, finished one) means the failed
-     * read's transaction never ran: nothing was handed out */
-    if (r->type == REDIS_REPLY_STRING &&
-        lease_parse(r->str, start, end, sizeof start, &ms, &seq) == 0 && seq == g.read_seq) {
-        rg_info("reading the batch (%s, %s] again", start, end);
-        ret = process_range(start, end);
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i + 1 < r->elements; i += 2) {
+        const char *who = r->element[i]->str, *val = r->element[i + 1]->str;
+        uint64_t ms;
+        if (who == NULL || val == NULL || !lease_mine(who) || n == ROUND_READS)
+            continue;
+        if (lease_parse(val, got[n].start, got[n].end, sizeof got[n].start, &ms, &got[n].seq) == 0)
+            n++;
     }
     freeReplyObject(r);
+    for (unsigned done = 0; done < n && ret == 0; done++) {
+        unsigned first = 0;
+        for (k = 1; k < n; k++)
+            if (got[k].seq < got[first].seq)
+                first = k;
+        rg_info("reading the batch (%s, %s] again", got[first].start, got[first].end);
+        ret = process_range(got[first].start, got[first].end);
+        got[first].seq = UINT64_MAX;
+    }
+    if (ret == 0)
+        ret = leases_drop(ROUND_READS);
     return ret;
 }
 
@@ -922,7 +1042,7 @@ static void take_over_leases(void)
         const char *who = l->element[i]->str, *val = l->element[i + 1]->str;
         char start[80], end[80], nv[256];
         uint64_t ms, seq;
-        if (strcmp(who, g.consumer) == 0 ||
+        if (lease_mine(who) ||
             lease_parse(val, start, end, sizeof start, &ms, &seq) < 0 ||
             ms + g.cfg->detect.claim_idle_ms > now)
             continue;
@@ -990,26 +1110,36 @@ static void autoclaim(void)
     g.next_autoclaim = mono_ms() + g.cfg->detect.claim_idle_ms / 2;
 }
 
+/* The round being read: its entries (in the arena), in stream order. */
+static struct {
+    sentry *e;
+    size_t n, cap;
+    unsigned reads;             /* reads made (lease fields 0 .. reads - 1) */
+} rd;
+
 /*
- * Read and process one batch.  Returns the number of entries read.  With
- * acknowledge = yes: MULTI, lease begin, XREADGROUP NOACK, lease end, EXEC
- * (one round trip); with no: XREADGROUP NOACK alone.  No BLOCK: when the
- * batch was not full the loop pauses GATHER_MS anyway.
+ * Read one batch into the round, under the lease of the round's read k.
+ * Returns the number of entries read, or -1 when the read failed (g.redo
+ * set when the reply was lost: whether its transaction ran, the lease
+ * tells).  With acknowledge = yes: MULTI, lease begin, XREADGROUP NOACK,
+ * lease end, EXEC (one round trip); with no: XREADGROUP NOACK alone.  No
+ * BLOCK: a detector that keeps up pauses between rounds (max_delay).
  */
-static size_t read_batch(void)
+static long read_batch(unsigned k)
 {
     redisContext *c = ctx();
-    char count[16], seq[24];
+    char count[16], seq[24], field[sizeof g.consumer + 16];
     bool lease = g.cfg->detect.acknowledge;
     snprintf(count, sizeof count, "%u", g.cfg->detect.batch);
     snprintf(seq, sizeof seq, "%" PRIu64, ++g.read_seq);
+    lease_field(k, field, sizeof field);
     const char *rav[] = { "XREADGROUP", "GROUP", RG_DETECT_GROUP, g.consumer, "COUNT", count,
                           "NOACK", "STREAMS", RG_KEY_EVENTS, ">" };
     const char *mav[] = { "MULTI" }, *eav[] = { "EXEC" };
     const char *lb[] = { "EVAL", lease_lua, "2", RG_KEY_EVENTS, RG_KEY_DETECT_LEASE,
-                         RG_DETECT_GROUP, g.consumer, "begin", seq };
+                         RG_DETECT_GROUP, field, "begin", seq };
     const char *le[] = { "EVAL", lease_lua, "2", RG_KEY_EVENTS, RG_KEY_DETECT_LEASE,
-                         RG_DETECT_GROUP, g.consumer, "end", seq };
+                         RG_DETECT_GROUP, field, "end", seq };
     if (lease) {
         redisAppendCommandArgv(c, 1, mav, NULL);
         redisAppendCommandArgv(c, 9, lb, NULL);
@@ -1019,13 +1149,12 @@ static size_t read_batch(void)
         redisAppendCommandArgv(c, 9, le, NULL);
         redisAppendCommandArgv(c, 1, eav, NULL);
     }
-    arena_reset();
     rnode *r = NULL;
     for (int i = 0; i < (lease ? 5 : 1); i++) {
         if ((r = arena_reply()) == NULL) {
-            /* the reply is lost: whether EXEC ran, the lease's number tells */
+            /* the reply is lost: whether EXEC ran, the lease tells */
             g.redo = lease;
-            return 0;
+            return -1;
         }
     }
     /* the read's reply: EXEC's second element, or the reply itself */
@@ -1043,7 +1172,7 @@ static size_t read_batch(void)
             g.group_ok = false;     /* the stream was deleted: create again */
         else
             rg_error("error: XREADGROUP: %s", why);
-        return 0;
+        return -1;
     }
     if (lease) {
         const rnode *p = r->elem[2];
@@ -1054,21 +1183,66 @@ static size_t read_batch(void)
     if (r->type == REDIS_REPLY_ARRAY && r->len == 1 && r->elem[0]->type == REDIS_REPLY_ARRAY &&
         r->elem[0]->len == 2 && r->elem[0]->elem[1]->type == REDIS_REPLY_ARRAY) {
         got = r->elem[0]->elem[1]->len;
-        if (process_list(r->elem[0]->elem[1], false) < 0 && lease)
-            g.redo = true;          /* the lease stays ours: do the batch again */
+        collect(r->elem[0]->elem[1], &rd.e, &rd.n, &rd.cap);
     }
-    return got;
+    return (long)got;
 }
 
-/* A clean exit: the last batch was done, its lease goes. */
+/*
+ * One round: batches are read back to back while they come full (a
+ * backlog), at most ROUND_READS of them and for at most max_delay, then
+ * processed together, so that the accounts' states are read and written
+ * once per round rather than once per batch.  Returns true when the last
+ * read was full (more is waiting: no pause).  A round that fails after its
+ * reads keeps its leases and sets g.redo: it is read again (redo_own_leases),
+ * or by another detector if this one dies.
+ */
+static bool run_round(void)
+{
+    uint64_t t0 = mono_ms(), max_delay = g.cfg->detect.max_delay_ms;
+    bool lease = g.cfg->detect.acknowledge, full = false;
+    long got = 0;
+    arena_reset();
+    rd.n = 0;
+    rd.reads = 0;
+    while (rd.reads < ROUND_READS && !g.stop) {
+        got = read_batch(rd.reads++);
+        full = got >= (long)g.cfg->detect.batch;
+        if (!full || mono_ms() - t0 >= max_delay)
+            break;
+    }
+    if (got < 0 && g.ad == NULL) {
+        /* the connection failed: the leases of the reads made stay ours */
+        if (lease && rd.n > 0)
+            g.redo = true;
+        return false;
+    }
+    if (rd.n > 0) {
+        if (process(rd.e, rd.n, false) < 0) {
+            g.redo = lease;     /* the leases stay ours: read again */
+            return false;
+        }
+        rg_debug("round: %zu events in %u reads, %" PRIu64 " ms", rd.n, rd.reads, mono_ms() - t0);
+        if (lease && leases_drop(rd.reads) < 0)
+            g.redo = true;      /* processed; read again: at least once */
+    }
+    return full && got > 0;
+}
+
+/* Wait ms milliseconds, or until a signal comes (SIGTERM, SIGHUP). */
+static void pause_ms(uint64_t ms)
+{
+    struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000 };
+    if (!g.stop && !g.hup)
+        nanosleep(&ts, NULL);
+}
+
+/* A clean exit: the last round was done, its leases went (a failed one's stay). */
 static void lease_drop(void)
 {
     if (g.ad == NULL || !g.cfg->detect.acknowledge || g.redo)
         return;
-    const char *av[] = { "HDEL", RG_KEY_DETECT_LEASE, g.consumer };
-    redisReply *r = command(3, av);
-    if (r)
-        freeReplyObject(r);
+    leases_drop(ROUND_READS);
 }
 
 /* --- start ------------------------------------------------------------------------------ */
@@ -1110,26 +1284,14 @@ static void reload(void)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = RG_DEFAULT_CONFIG;
-    int foreground = 0, check_only = 0, opt;
-    char err[1024], abs_path[PATH_MAX];
+    char err[1024];
+    rg_daemon_args a;
+    int rc;
 
-    while ((opt = getopt(argc, argv, "c:fdtVh")) != -1) {
-        switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 'f': foreground = 1; break;
-        case 'd': g.debug = 1; break;
-        case 't': check_only = 1; break;
-        case 'V': printf(IDENT " %s\n", PACKAGE_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    g.config_path = rg_strdup(realpath(config_path, abs_path) ? abs_path : config_path);
+    if ((rc = rg_daemon_args_parse(argc, argv, IDENT, 0, usage, &a)) >= 0)
+        return rc;
+    g.config_path = a.config_path;
+    g.debug = a.debug;
     if ((g.cfg = rg_config_load(g.config_path, err, sizeof err)) == NULL) {
         fprintf(stderr, IDENT ": %s\n", err);
         free(g.config_path);
@@ -1141,7 +1303,7 @@ int main(int argc, char **argv)
         free(g.config_path);
         return 1;
     }
-    if (check_only) {
+    if (a.check_only) {
         printf(IDENT ": %s: configuration OK%s\n", g.config_path,
                g.cfg->detect.line ? "" : " (no detect block: the defaults apply)");
         if (g.geo)
@@ -1151,22 +1313,10 @@ int main(int argc, char **argv)
         return 0;
     }
 
-    rg_log_open(IDENT, g.cfg->log, g.debug ? LOG_DEBUG : g.cfg->log_level);
-    signal(SIGPIPE, SIG_IGN);
-    if (!foreground && rg_daemonize(g.cfg->log == RG_LOG_STDERR, err, sizeof err) < 0)
-        rg_fatal("%s", err);
-    if (g.cfg->detect.pidfile && rg_write_pidfile(g.cfg->detect.pidfile, err, sizeof err) < 0)
-        rg_fatal("%s", err);
-    if (rg_drop_privileges(g.cfg->detect.user, "detect.user", err, sizeof err) < 0)
-        rg_fatal("%s", err);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    rg_daemon_log_open(IDENT, &a, g.cfg);
+    rg_daemon_enter(&a, g.cfg->log == RG_LOG_STDERR, g.cfg->detect.pidfile, g.cfg->detect.user,
+                    "detect.user");
+    rg_daemon_signals(on_signal, 0);    /* no SA_RESTART: a blocking call returns on a signal */
 
     snprintf(g.consumer, sizeof g.consumer, "%s:%ld", g.cfg->node, (long)getpid());
     snprintf(g.autoclaim_from, sizeof g.autoclaim_from, "0-0");
@@ -1189,24 +1339,30 @@ int main(int argc, char **argv)
         if (ensure_group() < 0)
             continue;
         if (g.redo) {
-            if (redo_own_lease() < 0) {
+            if (redo_own_leases() < 0) {
                 usleep(100 * 1000);
                 continue;
             }
             g.redo = false;
         }
         autoclaim();
-        /* A batch that was not full: the detector keeps up.  Waiting a moment
-         * lets the next batch gather more events, so that the per-batch work
-         * (one read, one write) is shared by more of them; a detection comes
-         * at most GATHER_MS later. */
-        if (g.ad && read_batch() < g.cfg->detect.batch && !g.stop && !g.hup)
-            usleep(GATHER_MS * 1000);
+        /* A round whose last read was not full: the detector keeps up.
+         * Pausing until max_delay after the round's start lets the next
+         * round gather more events, so that the per-round work (state reads
+         * and writes, leases) is shared by more of them; an event waits at
+         * most about max_delay to be read. */
+        uint64_t t0 = mono_ms();
+        if (g.ad && !run_round() && g.ad && !g.stop && !g.hup) {
+            uint64_t spent = mono_ms() - t0;
+            if (spent < g.cfg->detect.max_delay_ms)
+                pause_ms(g.cfg->detect.max_delay_ms - spent);
+        }
     }
     rg_info("stopping: %lu events read, %lu detections", g.events, g.detections);
     lease_drop();
     rg_admin_close(&g.ad);
     arena_free();
+    free(rd.e);
     cache_clear();
     if (g.geo)
         g.geo->free(g.geo);

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "detect.h"
 #include "util.h"
@@ -392,7 +391,9 @@ size_t rg_detect_feed_account(const rg_detect_conf *conf, const rg_detect_accoun
     }
 
     /* volume and the refused ratio: RCPT decisions (one per recipient) */
-    bool rcpt = strcasecmp(stage, "rcpt") == 0 && !bounce;
+    /* (ASCII by hand: strcasecmp goes through the locale, once per event) */
+    bool rcpt = (stage[0] | 0x20) == 'r' && (stage[1] | 0x20) == 'c' && (stage[2] | 0x20) == 'p' &&
+                (stage[3] | 0x20) == 't' && stage[4] == '\0' && !bounce;
     bool accepted = rcpt && strcmp(verdict, "accept") == 0;
     bool suppressed = rcpt && strcmp(reason, "suppressed") == 0;
     if (accepted || suppressed || bounce) {

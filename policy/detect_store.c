@@ -86,8 +86,8 @@ int rg_detect_store_load(rg_admin *ad, char *const *accounts, size_t n, rg_detec
 }
 
 int rg_detect_store_save(rg_admin *ad, char *const *accounts, size_t n,
-                         const rg_detect_state *states, const bool *with_baseline,
-                         const uint64_t *versions, bool *conflict)
+                         const rg_detect_state *states, const rg_detect_state *before,
+                         const bool *with_baseline, const uint64_t *versions, bool *conflict)
 {
     if (n == 0)
         return 0;
@@ -114,19 +114,30 @@ int rg_detect_store_save(rg_admin *ad, char *const *accounts, size_t n,
         argv[argc++] = owned[no++];
         owned[no] = rg_strdup(v);
         argv[argc++] = owned[no++];
-        const char *keys[RG_DETECT_FIELDS];
-        char *values[RG_DETECT_FIELDS];
-        size_t nf = rg_detect_state_to_fields(&states[i], with_baseline ? with_baseline[i] : true,
-                                              keys, values);
+        const char *keys[RG_DETECT_FIELDS], *bkeys[RG_DETECT_FIELDS];
+        char *values[RG_DETECT_FIELDS], *bvalues[RG_DETECT_FIELDS];
+        bool wb = with_baseline ? with_baseline[i] : true;
+        size_t nf = rg_detect_state_to_fields(&states[i], wb, keys, values), nb = 0;
+        if (before)
+            nb = rg_detect_state_to_fields(&before[i], wb, bkeys, bvalues);
         char cnt[16];
-        snprintf(cnt, sizeof cnt, "%zu", nf);
-        owned[no] = rg_strdup(cnt);
-        argv[argc++] = owned[no++];
+        size_t at = argc++, sent = 0;
         for (size_t j = 0; j < nf; j++) {
+            /* the same state gives the same keys in the same order */
+            if (j < nb && strcmp(bkeys[j], keys[j]) == 0 && strcmp(bvalues[j], values[j]) == 0) {
+                free(values[j]);
+                continue;
+            }
             argv[argc++] = keys[j];
             owned[no] = values[j];
             argv[argc++] = owned[no++];
+            sent++;
         }
+        for (size_t j = 0; j < nb; j++)
+            free(bvalues[j]);
+        snprintf(cnt, sizeof cnt, "%zu", sent);
+        owned[no] = rg_strdup(cnt);
+        argv[at] = owned[no++];
         conflict[i] = false;
     }
     redisReply *r = redisCommandArgv(rg_admin_redis(ad), (int)argc, argv, NULL);
@@ -236,7 +247,7 @@ int rg_detect_store_resume(rg_admin *ad, const rg_config *cfg, const char *accou
         bool conflict = false;
         if (rg_detect_store_load(ad, names, 1, s, &ver) < 0 ||
             (rg_detect_resumed(&cfg->detect, s, now_ms),
-             rg_detect_store_save(ad, names, 1, s, NULL, &ver, &conflict) < 0)) {
+             rg_detect_store_save(ad, names, 1, s, NULL, NULL, &ver, &conflict) < 0)) {
             free(s);
             return -1;
         }

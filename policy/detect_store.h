@@ -29,11 +29,13 @@ int rg_detect_store_load(rg_admin *ad, char *const *accounts, size_t n, rg_detec
  * Write the states of n accounts, each only when its stored version is
  * still versions[i]; conflict[i] tells the ones that changed meanwhile (not
  * written).  The baseline is written only where with_baseline[i] (NULL: for
- * every account).  0 / -1.
+ * every account).  With before (the states as read, of versions[i]; NULL:
+ * none), only the fields whose text changed are sent: most of a state stays
+ * the same from one round to the next.  0 / -1.
  */
 int rg_detect_store_save(rg_admin *ad, char *const *accounts, size_t n,
-                         const rg_detect_state *states, const bool *with_baseline,
-                         const uint64_t *versions, bool *conflict);
+                         const rg_detect_state *states, const rg_detect_state *before,
+                         const bool *with_baseline, const uint64_t *versions, bool *conflict);
 
 /* The account's own detect_action, -1 for the detect block's, -2 when the
  * account is gone, -3 on a store error. */
