@@ -20,6 +20,8 @@ noinst_PROGRAMS += bench/bounce-parse
 bench_bounce_parse_SOURCES = bench/bounce-parse.c
 bench_bounce_parse_LDADD = policy/librgbounce.la policy/librgpolicy.la
 EXTRA_DIST += bench/run-bounce.sh
+# bench/lmtp-load.py: the LMTP client of run-bounce.sh
+EXTRA_DIST += bench/lmtp-load.py
 # Redis instructions per decision of policy/decide.lua, by op (callgrind)
 EXTRA_DIST += bench/run-script.sh
 # Exim: relayguard-exim.so against Exim alone and Exim's ratelimit (issue 4)
@@ -43,3 +45,10 @@ bench_null_proto_LDADD = policy/librgpolicy.la -lpthread
 endif
 # compromised-account detection on vs off (issue 5)
 EXTRA_DIST += bench/run-detect.sh
+# DKIM signing per message without the milter around it (issue 3, BENCHMARKS.md)
+if BUILD_MILTER
+noinst_PROGRAMS += bench/dkim-sign
+bench_dkim_sign_SOURCES = bench/dkim-sign.c
+bench_dkim_sign_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
+bench_dkim_sign_LDADD = policy/librgpolicy.la $(OPENSSL_LIBS)
+endif

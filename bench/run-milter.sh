@@ -5,14 +5,20 @@
 #   rg-rsa    relayguard-milter, all checks on (account, domains, suppression,
 #             a rate limit and a quota), signing RSA-2048 (inet: socket)
 #   rg-ed     the same signing Ed25519
+#   rg-nosign the same for a From domain without a key: every check, both
+#             Redis round trips, no signature (rg-ed minus it: the signing)
 #   rg-rsa-unix  rg-rsa on a unix socket
+#   rg-ed-unix   rg-ed on a unix socket
 #   null-unix    bench/null-milter.c (libmilter doing nothing, negotiating what
 #             relayguard-milter negotiates) on a unix socket: libmilter's floor
 #   null-proto-unix  bench/null-proto.c, the same on relayguard's own protocol
 #             code (milter/proto.c, server.c): relayguard-milter's floor
 #   null-proto-inet  the same on an inet: socket
 # Prints messages/s, milter CPU seconds per 10,000 messages, RSS, and the
-# ratios against OpenDKIM.  Run as root on an otherwise idle machine:
+# ratios against OpenDKIM; then checks that one message of every
+# relayguard-milter setup that ran verifies (dkimpy and OpenDKIM).
+# STORE=unix: the milter reaches Redis over a unix socket (default tcp).
+# Run as root on an otherwise idle machine:
 #   bench/run-milter.sh [MESSAGES] [SESSIONS]      (default 20000, 20)
 # BUILD (default /work/build-bench) is a configured and built tree.
 set -u
@@ -33,7 +39,22 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status"; }   # peak RSS
 HZ=$(getconf CLK_TCK)
 
-rg_start_redis
+STORE=${STORE:-tcp}
+if [ "$STORE" = unix ]; then
+    # rg_start_redis's Redis, with a unix socket beside its port
+    rg_require redis-server redis-cli
+    REDIS_PORT=$(rg_free_port)
+    mkdir -p "$RG_TMP/redis-$REDIS_PORT"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --unixsocket "$RG_TMP/redis.sock" \
+        --unixsocketperm 700 --dir "$RG_TMP/redis-$REDIS_PORT" --save '' --appendonly no \
+        --daemonize no --logfile "$RG_TMP/redis-$REDIS_PORT/redis.log" &
+    REDIS_PID=$!
+    rg_on_exit "rg_stop_pid $REDIS_PID"
+    rg_wait_port "$REDIS_PORT" 10 || { log "redis-server did not start"; exit 1; }
+    REDIS_URL="redis+unix://$RG_TMP/redis.sock?db=0"
+else
+    rg_start_redis
+fi
 RG_CONF="$RG_TMP/rg.conf"
 # STORE_CONNECTIONS=N: milter.store_connections (also its number of worker
 # threads); NULL_WORKERS=N: null-proto's worker threads (default 8)
@@ -45,7 +66,7 @@ sed -i "s|^dkim {|dkim {\n    key = rsa.bench.test rsa1 $k/rsa.pem\n    key = ed
 cat >"$RG_TMP/accounts.conf" <<'A'
 account bench {
     client_networks = 127.0.0.0/8
-    domains         = rsa.bench.test, ed.bench.test
+    domains         = rsa.bench.test, ed.bench.test, nokey.bench.test
     limit           = rate 100000000/1h
     limit           = quota 100000000/1d per=rcpt
     feedback_id     = bench:relayguard
@@ -77,9 +98,12 @@ C
 rg_start_sink bench
 POLICYD_PORT=0
 results=()
+signed=()       # "SETUP FILE": one delivered message of each relayguard-milter run
 
-# ONLY="rg-ed rg-rsa": just these runs; PERF=1: perf record the milter (cpu-clock);
-# STRACE=1: count the milter's system calls (strace -c -f; slows it down)
+# ONLY="rg-ed rg-rsa": just these runs; PERF=1: perf record the milter (cpu-clock;
+# PERF=dwarf: with DWARF call graphs, for the time spent under each callback);
+# STRACE=1: count the milter's system calls (strace -c -f; slows it down);
+# STRACE=full: every system call with its time and data (strace -f -tt -xx)
 ONLY=${ONLY:-}
 PERF=${PERF:-0}
 STRACE=${STRACE:-0}
@@ -87,13 +111,17 @@ run() {  # run NAME MILTER-SPEC PID FROM
     local name=$1 spec=$2 pid=$3 from=$4
     if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
     local perfpid=
-    if [ "$PERF" = 1 ] && [ -n "$pid" ]; then
-        perf record -e cpu-clock -g -o "$RG_TMP/perf-$name.data" -p "$pid" >/dev/null 2>&1 &
+    if [ "$PERF" != 0 ] && [ -n "$pid" ]; then
+        local cg=-g
+        [ "$PERF" = dwarf ] && cg="--call-graph=dwarf,16384"
+        perf record -e cpu-clock $cg -o "$RG_TMP/perf-$name.data" -p "$pid" >/dev/null 2>&1 &
         perfpid=$!
     fi
     local stracepid=
-    if [ "$STRACE" = 1 ] && [ -n "$pid" ]; then
-        strace -c -f -o "$RG_TMP/strace-$name.txt" -p "$pid" 2>/dev/null &
+    if [ "$STRACE" != 0 ] && [ -n "$pid" ]; then
+        local sopt=(-c)
+        [ "$STRACE" = full ] && sopt=(-tt -xx -s 48)
+        strace "${sopt[@]}" -f -o "$RG_TMP/strace-$name.txt" -p "$pid" 2>/dev/null &
         stracepid=$!
         sleep 1
     fi
@@ -101,6 +129,7 @@ run() {  # run NAME MILTER-SPEC PID FROM
     [ -n "$spec" ] && extra+=("smtpd_milters = $spec" "milter_default_action = tempfail" "milter_protocol = 6")
     rg_start_postfix "$name" "${extra[@]}" "default_process_limit = 200" >/dev/null
     local before after c0=0 c1=0 t0 t1 n
+    touch "$RG_TMP/mark-$name"
     before=$(rg_sink_count)
     [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
     t0=$(date +%s.%N)
@@ -135,7 +164,9 @@ run() {  # run NAME MILTER-SPEC PID FROM
         log "$name: system calls in $RG_TMP/strace-$name.txt"
     fi
     rg_stop_postfix "$PF_CONF" "$PF_DIR"
-    grep -rLq '^DKIM-Signature:' "$SINK_DIR/mail" >/dev/null 2>&1 || true
+    case $name in rg-rsa*|rg-ed*|lat-rg-*)
+        signed+=("$name $(find "$SINK_DIR/mail" -type f -newer "$RG_TMP/mark-$name" | head -1)") ;;
+    esac
 }
 
 run none "" "" a@rsa.bench.test
@@ -150,10 +181,12 @@ rg_stop_pid "$ODPID"
 rg_start_milter "$RG_CONF" inet
 run rg-rsa "inet:127.0.0.1:$MILTER_PORT" "$MILTER_PID" a@rsa.bench.test
 run rg-ed "inet:127.0.0.1:$MILTER_PORT" "$MILTER_PID" a@ed.bench.test
+run rg-nosign "inet:127.0.0.1:$MILTER_PORT" "$MILTER_PID" a@nokey.bench.test
 rg_stop_milter
 rg_start_milter "$RG_CONF" "unix:$RG_TMP/milter.sock"
 chmod 666 "$RG_TMP/milter.sock"
 run rg-rsa-unix "unix:$RG_TMP/milter.sock" "$MILTER_PID" a@rsa.bench.test
+run rg-ed-unix "unix:$RG_TMP/milter.sock" "$MILTER_PID" a@ed.bench.test
 rg_stop_milter
 
 # libmilter's own cost: a filter that does nothing (never installed)
@@ -221,10 +254,20 @@ if [ "${LATENCY:-1}" = 1 ] && [ -z "$ONLY" ]; then
     SESSIONS=$S0 MSGS=$M0
 fi
 
-# signatures of the last messages of each kind verify
+# one message of each relayguard-milter run verifies, with dkimpy and OpenDKIM
+# (only the runs that happened: ONLY may have left some out)
 rg_milter_txt "$RG_CONF" "$RG_TMP/keys.txt"
-last=$(ls -t $(grep -rl 'd=rsa.bench.test' "$SINK_DIR/mail" | head -50) | head -1)
-log "a relayguard RSA message verifies: $(rg_verify_dkimpy "$RG_TMP/keys.txt" "$last")"
+[ ${#signed[@]} -gt 0 ] || log "no relayguard-milter run: no signature to verify"
+for r in "${signed[@]}"; do
+    set -- $r
+    if [ -z "${2:-}" ]; then
+        log "$1: no delivered message found to verify"
+        continue
+    fi
+    v1=$(rg_verify_dkimpy "$RG_TMP/keys.txt" "$2" 2>&1 | tail -1)
+    if rg_verify_opendkim "$RG_TMP/keys.txt" "$2"; then v2="pass ($RG_OPENDKIM_PASS)"; else v2=FAIL; fi
+    log "$1: a relayguard-milter message verifies: dkimpy $v1, OpenDKIM $v2"
+done
 
 echo
 echo "smtp-source -s $SESSIONS -m $MSGS -l $SIZE -> Postfix -> smtp-sink ($(nproc) cores)"

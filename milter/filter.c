@@ -163,8 +163,8 @@ void rg_milter_gen_shutdown(void)
 /* -------------------------------------------------------------- the state */
 
 typedef struct header {
-    char *name;
-    char *value;
+    char *name;                 /* one allocation: "name\0value\0" */
+    char *value;                /* inside name's allocation */
 } header;
 
 typedef struct msg {
@@ -213,10 +213,8 @@ static void msg_end(conn *c)
     msg *m = c->m;
     if (m == NULL)
         return;
-    for (size_t i = 0; i < m->nhdrs; i++) {
+    for (size_t i = 0; i < m->nhdrs; i++)
         free(m->hdrs[i].name);
-        free(m->hdrs[i].value);
-    }
     free(m->hdrs);
     for (size_t i = 0; i < m->nrcpts; i++)
         free(m->rcpts[i]);
@@ -501,10 +499,14 @@ static rgm_status cb_header(rgm_ctx *ctx, char *name, char *value)
         m->caphdrs = m->caphdrs ? 2 * m->caphdrs : 32;
         m->hdrs = rg_realloc(m->hdrs, m->caphdrs * sizeof *m->hdrs);
     }
-    m->hdrs[m->nhdrs].name = rg_strdup(name);
-    m->hdrs[m->nhdrs].value = rg_strdup(value);
+    size_t nl = strlen(name), vl = strlen(value);
+    char *p = rg_malloc(nl + vl + 2);
+    memcpy(p, name, nl + 1);
+    memcpy(p + nl + 1, value, vl + 1);
+    m->hdrs[m->nhdrs].name = p;
+    m->hdrs[m->nhdrs].value = p + nl + 1;
     m->nhdrs++;
-    m->size += strlen(name) + strlen(value) + 4;
+    m->size += nl + vl + 4;
     if (strcasecmp(name, "From") == 0)
         m->nfrom++;
     if (m->local_token == NULL && strcasecmp(name, RG_LOCALSUB_HEADER) == 0)

@@ -51,9 +51,6 @@ static void usage(FILE *f)
         "  -h         this help\n");
 }
 
-/* Start-up errors from daemon.c (single-threaded at that point). */
-static char derr[256];
-
 static rg_config *load_config(char *err, size_t errlen)
 {
     rg_config *cfg = rg_config_load(g.config_path, err, errlen);
@@ -85,27 +82,15 @@ static void reload(void)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = RG_DEFAULT_CONFIG;
-    int foreground = 0, check_only = 0, opt;
-    char err[1024], abs_path[PATH_MAX];
+    char err[1024];
+    rg_daemon_args a;
+    int rc;
 
-    while ((opt = getopt(argc, argv, "c:fdl:tVh")) != -1) {
-        switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 'f': foreground = 1; break;
-        case 'd': g.debug = 1; break;
-        case 'l': g.listen_override = optarg; break;
-        case 't': check_only = 1; break;
-        case 'V': printf(IDENT " %s\n", PACKAGE_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    g.config_path = rg_strdup(realpath(config_path, abs_path) ? abs_path : config_path);
+    if ((rc = rg_daemon_args_parse(argc, argv, IDENT, 1, usage, &a)) >= 0)
+        return rc;
+    g.config_path = a.config_path;
+    g.listen_override = a.listen;
+    g.debug = a.debug;
 
     rg_config *cfg = load_config(err, sizeof err);
     if (cfg == NULL) {
@@ -113,8 +98,7 @@ int main(int argc, char **argv)
         free(g.config_path);
         return 1;
     }
-    rg_log_open(IDENT, check_only ? RG_LOG_STDERR : cfg->log,
-                g.debug ? LOG_DEBUG : cfg->log_level);
+    rg_daemon_log_open(IDENT, &a, cfg);
     char *listen = rg_strdup(cfg->milter.listen);
     char *user = cfg->milter.user ? rg_strdup(cfg->milter.user) : NULL;
     char *pidfile = cfg->milter.pidfile ? rg_strdup(cfg->milter.pidfile) : NULL;
@@ -136,7 +120,7 @@ int main(int argc, char **argv)
         free(g.config_path);
         return 1;
     }
-    if (check_only) {
+    if (a.check_only) {
         printf(IDENT ": %s: configuration OK\n", g.config_path);
         rg_milter_gen_shutdown();
         free(listen);
@@ -146,7 +130,6 @@ int main(int argc, char **argv)
         free(g.config_path);
         return 0;
     }
-    signal(SIGPIPE, SIG_IGN);
 
     if (strncmp(listen, "unix:", 5) == 0 || strncmp(listen, "local:", 6) == 0)
         unlink(strchr(listen, ':') + 1);        /* a stale socket of a previous run */
@@ -164,12 +147,7 @@ int main(int argc, char **argv)
             rg_fatal("milter.metrics: %s", err);
         }
     }
-    if (!foreground && rg_daemonize(log_stderr, derr, sizeof derr) < 0)
-        rg_fatal("%s", derr);
-    if (pidfile && rg_write_pidfile(pidfile, derr, sizeof derr) < 0)
-        rg_fatal("%s", derr);
-    if (rg_drop_privileges(user, "milter.user", derr, sizeof derr) < 0)
-        rg_fatal("%s", derr);
+    rg_daemon_enter(&a, log_stderr, pidfile, user, "milter.user");
 
     if (metrics_fd >= 0) {
         if ((metrics = rg_metrics_serve(metrics_fd, err, sizeof err)) == NULL)

@@ -72,7 +72,9 @@ struct rgm_ctx {
     int in_msg;                 /* MAIL seen, no end of message or abort yet */
     int in_negotiate;
     int in_eom;
-    char *symlist[RGM_STAGES];  /* set by rgm_setsymlist during negotiation */
+    char *symlist[RGM_STAGES];  /* rgm_setsymlist's lists (kept for the next connection) */
+    size_t symcap[RGM_STAGES];
+    int symset[RGM_STAGES];     /* symlist[s] was set during this negotiation */
     char reply[REPLY_MAX];      /* rgm_setreply, for the next refusal */
     buf in;
     size_t in_pos;              /* start of the first unparsed packet */
@@ -179,8 +181,13 @@ int rgm_setsymlist(rgm_ctx *ctx, int stage, const char *list)
     if (!ctx->in_negotiate || stage < 0 || stage >= RGM_STAGES || list == NULL ||
         !(ctx->actions & SMFIF_SETSYMLIST))
         return RGM_FAILURE;
-    free(ctx->symlist[stage]);
-    ctx->symlist[stage] = rg_strdup(list);
+    size_t n = strlen(list) + 1;
+    if (n > ctx->symcap[stage]) {
+        ctx->symlist[stage] = rg_realloc(ctx->symlist[stage], n);
+        ctx->symcap[stage] = n;
+    }
+    memcpy(ctx->symlist[stage], list, n);
+    ctx->symset[stage] = 1;
     return RGM_SUCCESS;
 }
 
@@ -475,8 +482,7 @@ static rgm_io do_optneg(rgm_ctx *c, const unsigned char *data, size_t size)
     const rgm_desc *d = c->desc;
     unsigned long pf0, pf1, pf2 = 0, pf3 = 0;
     for (int s = 0; s < RGM_STAGES; s++) {
-        free(c->symlist[s]);
-        c->symlist[s] = NULL;
+        c->symset[s] = 0;
     }
     c->started = 1;
     if (d->negotiate) {
@@ -517,7 +523,7 @@ static rgm_io do_optneg(rgm_ctx *c, const unsigned char *data, size_t size)
     out_u32(c, (uint32_t)pf0);
     out_u32(c, (uint32_t)pf1);
     for (int s = 0; s < RGM_STAGES; s++) {
-        if (c->symlist[s] && (pf0 & SMFIF_SETSYMLIST)) {
+        if (c->symset[s] && (pf0 & SMFIF_SETSYMLIST)) {
             out_u32(c, (uint32_t)s);
             out_str(c, c->symlist[s]);
         }
@@ -714,6 +720,27 @@ rgm_ctx *rgm_ctx_new(const rgm_desc *desc, int fd, const char *peer)
     buf_reserve(&c->in, IN_MIN);
     buf_reserve(&c->out, OUT_MIN);
     return c;
+}
+
+void rgm_ctx_end(rgm_ctx *c)
+{
+    session_end(c);
+    c->fd = -1;
+    c->actions = c->proto = c->mta_actions = c->mta_proto = 0;
+    c->negotiated = c->in_negotiate = c->in_eom = 0;
+    for (int s = 0; s < RGM_STAGES; s++)
+        c->symset[s] = 0;
+    c->reply[0] = '\0';
+    c->in.len = c->in_pos = 0;
+    c->out.len = 0;
+    c->warned_nr = 0;
+    rgm_ctx_trim(c);
+}
+
+void rgm_ctx_reuse(rgm_ctx *c, int fd, const char *peer)
+{
+    c->fd = fd;
+    rg_strlcpy(c->peer, peer ? peer : "?", sizeof c->peer);
 }
 
 void rgm_ctx_free(rgm_ctx *c)

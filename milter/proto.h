@@ -135,6 +135,12 @@ rgm_ctx *rgm_ctx_new(const rgm_desc *desc, int fd, const char *peer);
 /* Runs the close callback if the connection reached it, then frees. */
 void rgm_ctx_free(rgm_ctx *ctx);
 
+/* Runs the close callback as rgm_ctx_free does, but keeps the connection's
+ * memory (its buffers at their usual size) for rgm_ctx_reuse: a new
+ * connection on fd, as rgm_ctx_new makes it, without allocating. */
+void rgm_ctx_end(rgm_ctx *ctx);
+void rgm_ctx_reuse(rgm_ctx *ctx, int fd, const char *peer);
+
 /* Room for at least want bytes more input: *room is what fits. */
 unsigned char *rgm_ctx_inbuf(rgm_ctx *ctx, size_t *room);
 

@@ -25,8 +25,9 @@ policy_librgpolicy_la_SOURCES = \
 	policy/localsub.h policy/localsub.c
 nodist_policy_librgpolicy_la_SOURCES = policy/decide_lua.c
 policy_librgpolicy_la_CFLAGS = $(AM_CFLAGS) $(HIREDIS_CFLAGS) $(LIBEVENT_CFLAGS) \
-	$(MAXMINDDB_CFLAGS) $(OPENSSL_CFLAGS)
-policy_librgpolicy_la_LIBADD = $(HIREDIS_LIBS) $(LIBEVENT_LIBS) $(MAXMINDDB_LIBS) $(OPENSSL_LIBS)
+	$(MAXMINDDB_CFLAGS) $(OPENSSL_CFLAGS) $(SODIUM_CFLAGS)
+policy_librgpolicy_la_LIBADD = $(HIREDIS_LIBS) $(LIBEVENT_LIBS) $(MAXMINDDB_LIBS) $(OPENSSL_LIBS) \
+	$(SODIUM_LIBS)
 
 # Two parts with heavy libraries live in libraries of their own, linked only
 # where they are used: the Exim module is loaded into every Exim process and

@@ -24,6 +24,7 @@ RG_DEPS=(
     libmilter-dev
     libgmime-3.0-dev
     libmicrohttpd-dev
+    libsodium-dev
     # tests: store, MTA, SMTP tools, GeoIP data, DKIM verifiers, milter driver
     redis-server redis-tools
     postfix sasl2-bin libsasl2-modules libsasl2-modules-db swaks
