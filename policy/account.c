@@ -466,6 +466,12 @@ rg_account_from_block(const rg_conf *c, const rg_conf_block *b, char *err, size_
             rg_account_free(a);
             return NULL;
         }
+        /* a limit name relayguard keeps for itself (config.h) */
+        if (strcmp(it->key, "limit") == 0 &&
+            rg_limit_name_check(&a->limits[a->n_limits - 1], c->file, it->line, err, errlen) < 0) {
+            rg_account_free(a);
+            return NULL;
+        }
     }
     return a;
 }

@@ -270,6 +270,26 @@ strv_copy(const char *const *v)
     return out;
 }
 
+/* Limit names relayguard keeps for its own buckets, and who uses them. */
+static const struct {
+    const char *name, *user;
+} reserved_limit_names[] = {
+    { RG_LIMIT_NAME_THROTTLE, "relayguard-detectd's throttle action (detect block, throttle =)" },
+};
+
+int
+rg_limit_name_check(const rg_limit *l, const char *file, int line, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof reserved_limit_names / sizeof reserved_limit_names[0]; i++) {
+        if (strcmp(l->name, reserved_limit_names[i].name) == 0) {
+            rg_seterr(err, errlen, "%s:%d: the limit name '%s' is reserved for %s; give this "
+                    "limit another name=", file, line, l->name, reserved_limit_names[i].user);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Defaults for everything (no file read).  Never NULL; free with rg_config_free. */
 rg_config *
 rg_config_new_default(void)
@@ -316,7 +336,7 @@ rg_config_new_default(void)
     c->detect.floor = 100;
     c->detect.alpha = 0.3;
     c->detect.action = RG_DETECT_ALERT;
-    if (rg_limit_parse("rate 10/1h name=throttle", RG_SCOPE_ACCOUNT, &c->detect.throttle,
+    if (rg_limit_parse("rate 10/1h name=" RG_LIMIT_NAME_THROTTLE, RG_SCOPE_ACCOUNT, &c->detect.throttle,
                        err, sizeof err) < 0)
         rg_panic("default throttle: %s", err);
     c->detect.throttle_for_ms = 3600 * 1000;
@@ -329,6 +349,7 @@ rg_config_new_default(void)
     c->detect.batch = 2000;
     c->detect.claim_idle_ms = 60 * 1000;
     c->detect.acknowledge = true;
+    c->detect.max_delay_ms = 1000;
     c->detect.bounce_rate = 0.05;
     c->detect.complaint_rate = 0.001;
     c->detect.reputation_window_ms = 24ull * 3600 * 1000;
@@ -512,6 +533,8 @@ apply_top(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
                     "a limit is scope=global, domain or ip", file, it->line);
             return -1;
         }
+        if (rg_limit_name_check(&l, file, it->line, err, errlen) < 0)
+            return -1;
         for (size_t i = 0; i < c->n_limits; i++) {
             if (strcmp(c->limits[i].name, l.name) == 0 && c->limits[i].scope == l.scope) {
                 rg_seterr(err, errlen, "%s:%d: a limit named '%s' with this scope exists already",
@@ -1190,7 +1213,7 @@ apply_detect(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
             return -1;
         }
         /* its own bucket, whatever the account's other limits */
-        rg_strlcpy(l.name, "throttle", sizeof l.name);
+        rg_strlcpy(l.name, RG_LIMIT_NAME_THROTTLE, sizeof l.name);
         d->throttle = l;
     } else if (strcmp(k, "countries_per_hour") == 0 || strcmp(k, "ips_per_hour") == 0 ||
                strcmp(k, "batch") == 0) {
@@ -1232,6 +1255,13 @@ apply_detect(rg_config *c, const rg_conf_item *it, char *err, size_t errlen)
             return -1;
         }
         d->n_reputation_action = (unsigned)n;
+    } else if (strcmp(k, "max_delay") == 0) {
+        if (rg_duration_parse(v, &d->max_delay_ms) < 0 || d->max_delay_ms < 10 ||
+            d->max_delay_ms > 600 * 1000) {
+            rg_seterr(err, errlen, "%s:%d: bad max_delay '%s' (a duration from 10ms to 10m, "
+                    "e.g. 1s)", file, it->line, v);
+            return -1;
+        }
     } else if (strcmp(k, "acknowledge") == 0) {
         if (strcmp(v, "yes") == 0) {
             d->acknowledge = true;

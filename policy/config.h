@@ -98,6 +98,8 @@
  *       refused_window     = 1h
  *       refused_min        = 100      ... once the window holds this many recipients
  *       batch              = 2000     stream entries per read
+ *       max_delay          = 1s       how long an event may wait to be read: reads are
+ *                                     gathered into rounds (one state write per round)
  *       claim_idle         = 60s      entries a dead detector left are taken over
  *       acknowledge        = yes      no: read with NOACK (no pending list, no XACK; a
  *                                     detector that dies loses the batch in hand)
@@ -211,6 +213,7 @@ typedef struct rg_detect_conf {
     unsigned batch;             /* default 2000 */
     uint64_t claim_idle_ms;     /* default 60 s */
     bool acknowledge;           /* default yes */
+    uint64_t max_delay_ms;      /* default 1 s (10 ms to 10 min) */
     /* reputation (detect.h): rates over a sliding window, actions in turn */
     double bounce_rate;         /* default 0.05 (a fraction) */
     double complaint_rate;      /* default 0.001 */
@@ -291,6 +294,16 @@ rg_config *rg_config_new_default(void);
 
 /* Read and check a file.  NULL with "FILE:LINE: message" in err. */
 rg_config *rg_config_load(const char *path, char *err, size_t errlen);
+
+/* The limit name of the detect block's throttle action: relayguard-detectd
+ * gives an account a limit of this name, so its bucket is
+ * rg:h:a:ACCOUNT:throttle (keys.h). */
+#define RG_LIMIT_NAME_THROTTLE "throttle"
+
+/* Is a limit name one relayguard keeps for its own buckets (a user limit of
+ * that name would share their counts)?  0, or -1 with "FILE:LINE: message"
+ * in err: for the config parsers (relayguard.conf, accounts files). */
+int rg_limit_name_check(const rg_limit *l, const char *file, int line, char *err, size_t errlen);
 
 void rg_config_free(rg_config *c);
 

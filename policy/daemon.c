@@ -1,14 +1,17 @@
 /*
- * daemon.c - detaching, pidfile, dropping root: shared by relayguard-policyd
- * and relayguard-milter.
+ * daemon.c - the start-up of every relayguard daemon (relayguard-policyd,
+ * -milter, -detectd, -webhookd): the command line, the log, detaching,
+ * pidfile, dropping root, signals, listening sockets.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,67 @@
 #include "daemon.h"
 #include "log.h"
 #include "util.h"
+
+int rg_daemon_args_parse(int argc, char **argv, const char *ident, int with_listen,
+                         void (*usage)(FILE *), rg_daemon_args *a)
+{
+    const char *config_path = RG_DEFAULT_CONFIG;
+    char abs_path[PATH_MAX];
+    int opt;
+
+    memset(a, 0, sizeof *a);
+    while ((opt = getopt(argc, argv, with_listen ? "c:fdl:tVh" : "c:fdtVh")) != -1) {
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case 'f': a->foreground = 1; break;
+        case 'd': a->debug = 1; break;
+        case 'l': a->listen = optarg; break;
+        case 't': a->check_only = 1; break;
+        case 'V': printf("%s %s\n", ident, PACKAGE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return 2;
+    }
+    a->config_path = rg_strdup(realpath(config_path, abs_path) ? abs_path : config_path);
+    return -1;
+}
+
+void rg_daemon_log_open(const char *ident, const rg_daemon_args *a, const rg_config *cfg)
+{
+    rg_log_open(ident, a->check_only ? RG_LOG_STDERR : cfg->log,
+                a->debug ? LOG_DEBUG : cfg->log_level);
+}
+
+void rg_daemon_enter(const rg_daemon_args *a, int log_stderr, const char *pidfile,
+                     const char *user, const char *setting)
+{
+    char err[256];
+
+    signal(SIGPIPE, SIG_IGN);
+    if (!a->foreground && rg_daemonize(log_stderr, err, sizeof err) < 0)
+        rg_fatal("%s", err);
+    if (pidfile && rg_write_pidfile(pidfile, err, sizeof err) < 0)
+        rg_fatal("%s", err);
+    if (rg_drop_privileges(user, setting, err, sizeof err) < 0)
+        rg_fatal("%s", err);
+}
+
+void rg_daemon_signals(void (*handler)(int), int restart)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = restart ? SA_RESTART : 0;
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
 
 int rg_daemonize(int keep_stderr, char *err, size_t errlen)
 {

@@ -52,9 +52,6 @@ static void usage(FILE *f)
         "  -h         this help\n");
 }
 
-/* Start-up errors from daemon.c (single-threaded at that point). */
-static char derr[256];
-
 /* Load the configuration and apply -l.  NULL with a message in err. */
 static rg_config *load_config(char *err, size_t errlen)
 {
@@ -105,39 +102,25 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = RG_DEFAULT_CONFIG;
-    int foreground = 0, check_only = 0, opt, fd, is_inet, metrics_fd = -1;
+    int fd, is_inet, metrics_fd = -1, st;
     char err[1024], *unix_path = NULL, *listen_spec, *pidfile = NULL;
-    char abs_path[PATH_MAX];
+    rg_daemon_args a;
     rg_config *cfg;
     rg_gen *gen;
     struct event *sig_hup, *sig_term, *sig_int;
     rg_metrics_server *metrics = NULL;
 
-    while ((opt = getopt(argc, argv, "c:fdl:tVh")) != -1) {
-        switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 'f': foreground = 1; break;
-        case 'd': g.debug = 1; break;
-        case 'l': g.listen_override = optarg; break;
-        case 't': check_only = 1; break;
-        case 'V': printf(IDENT " %s\n", PACKAGE_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    /* absolute, so SIGHUP still finds it after chdir("/") */
-    g.config_path = rg_strdup(realpath(config_path, abs_path) ? abs_path : config_path);
+    if ((st = rg_daemon_args_parse(argc, argv, IDENT, 1, usage, &a)) >= 0)
+        return st;
+    g.config_path = a.config_path;
+    g.listen_override = a.listen;
+    g.debug = a.debug;
 
     if ((cfg = load_config(err, sizeof err)) == NULL) {
         fprintf(stderr, IDENT ": %s\n", err);
         return 1;
     }
-    if (check_only) {
+    if (a.check_only) {
         int rc = rg_listen_open(cfg->policyd.listen, 0, &unix_path, &is_inet, err, sizeof err);
         if (rc < 0)
             fprintf(stderr, IDENT ": %s: policyd.listen: %s\n", g.config_path, err);
@@ -148,8 +131,7 @@ int main(int argc, char **argv)
         return rc < 0 ? 1 : 0;
     }
 
-    rg_log_open(IDENT, cfg->log, g.debug ? LOG_DEBUG : cfg->log_level);
-    signal(SIGPIPE, SIG_IGN);
+    rg_daemon_log_open(IDENT, &a, cfg);
     rg_metrics_init(IDENT, cfg->metrics_accounts);
 
     listen_spec = rg_strdup(cfg->policyd.listen);
@@ -166,15 +148,9 @@ int main(int argc, char **argv)
             rg_fatal("policyd.metrics: %s", err);
         }
     }
-    if (!foreground && rg_daemonize(cfg->log == RG_LOG_STDERR, derr, sizeof derr) < 0)
-        rg_fatal("%s", derr);
-    if (cfg->policyd.pidfile) {
+    if (cfg->policyd.pidfile)
         pidfile = rg_strdup(cfg->policyd.pidfile);
-        if (rg_write_pidfile(pidfile, derr, sizeof derr) < 0)
-            rg_fatal("%s", derr);
-    }
-    if (rg_drop_privileges(cfg->policyd.user, "policyd.user", derr, sizeof derr) < 0)
-        rg_fatal("%s", derr);
+    rg_daemon_enter(&a, cfg->log == RG_LOG_STDERR, pidfile, cfg->policyd.user, "policyd.user");
 
     if ((g.base = event_base_new()) == NULL)
         rg_fatal("event_base_new failed");

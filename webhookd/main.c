@@ -941,60 +941,34 @@ static void leave_group(void)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = RG_DEFAULT_CONFIG;
-    int foreground = 0, check_only = 0, opt;
-    char err[1024], derr[256], abs_path[PATH_MAX], *pidfile = NULL;
+    char err[1024], *pidfile = NULL;
+    rg_daemon_args a;
+    int rc;
 
-    while ((opt = getopt(argc, argv, "c:fdtVh")) != -1) {
-        switch (opt) {
-        case 'c': config_path = optarg; break;
-        case 'f': foreground = 1; break;
-        case 'd': g.debug = 1; break;
-        case 't': check_only = 1; break;
-        case 'V': printf(IDENT " %s\n", PACKAGE_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-    }
-    if (optind != argc) {
-        usage(stderr);
-        return 2;
-    }
-    g.config_path = rg_strdup(realpath(config_path, abs_path) ? abs_path : config_path);
+    if ((rc = rg_daemon_args_parse(argc, argv, IDENT, 0, usage, &a)) >= 0)
+        return rc;
+    g.config_path = a.config_path;
+    g.debug = a.debug;
     if ((g.cfg = load_config(err, sizeof err)) == NULL) {
         fprintf(stderr, IDENT ": %s\n", err);
         free(g.config_path);
         return 1;
     }
-    if (check_only) {
+    if (a.check_only) {
         printf(IDENT ": %s: configuration OK\n", g.config_path);
         rg_config_free(g.cfg);
         free(g.config_path);
         return 0;
     }
 
-    rg_log_open(IDENT, g.cfg->log, g.debug ? LOG_DEBUG : g.cfg->log_level);
-    signal(SIGPIPE, SIG_IGN);
+    rg_daemon_log_open(IDENT, &a, g.cfg);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         rg_fatal("libcurl: global initialisation failed");
-    if (!foreground && rg_daemonize(g.cfg->log == RG_LOG_STDERR, derr, sizeof derr) < 0)
-        rg_fatal("%s", derr);
-    if (g.cfg->webhooks.pidfile) {
+    if (g.cfg->webhooks.pidfile)
         pidfile = rg_strdup(g.cfg->webhooks.pidfile);
-        if (rg_write_pidfile(pidfile, derr, sizeof derr) < 0)
-            rg_fatal("%s", derr);
-    }
-    if (rg_drop_privileges(g.cfg->webhooks.user, "webhooks.user", derr, sizeof derr) < 0)
-        rg_fatal("%s", derr);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
-    sigaction(SIGHUP, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    rg_daemon_enter(&a, g.cfg->log == RG_LOG_STDERR, pidfile, g.cfg->webhooks.user,
+                    "webhooks.user");
+    rg_daemon_signals(on_signal, 1);
 
     snprintf(g.consumer, sizeof g.consumer, "%s-%ld", g.cfg->node, (long)getpid());
     srandom((unsigned)(getpid() ^ time(NULL)));

@@ -18,6 +18,17 @@ TESTS += t/bounce/verp-exim.sh
 endif
 # the managed return path at end of message, engine + store on a real Redis
 check_PROGRAMS += t/bounce/test_verp_eom
-t_bounce_test_verp_eom_SOURCES = t/bounce/test_verp_eom.c
-t_bounce_test_verp_eom_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(HIREDIS_CFLAGS)
+t_bounce_test_verp_eom_SOURCES = t/bounce/test_verp_eom.c $(ENGINE_FIXTURE)
+t_bounce_test_verp_eom_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(HIREDIS_CFLAGS) -I$(top_srcdir)/t/engine
 t_bounce_test_verp_eom_LDADD = policy/librgpolicy.la $(CMOCKA_LIBS) $(HIREDIS_LIBS)
+# the resident receiver: "relayguard bounce --lmtp" (protocol, Postfix's and
+# Exim's lmtp transports) and several files or a maildir in one run
+BOUNCE_LMTP_TESTS = \
+	t/bounce/lmtp.sh \
+	t/bounce/lmtp-postfix.sh \
+	t/bounce/files.sh
+TESTS += $(BOUNCE_LMTP_TESTS)
+EXTRA_DIST += $(BOUNCE_LMTP_TESTS) t/bounce/lmtp-exim.sh t/bounce/common.sh t/bounce/lmtp-talk.py
+if BUILD_EXIM
+TESTS += t/bounce/lmtp-exim.sh
+endif

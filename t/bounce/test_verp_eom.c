@@ -10,7 +10,6 @@
  * yields a return path.
  */
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +25,7 @@
 #include "clock.h"
 #include "config.h"
 #include "engine.h"
+#include "fixture.h"
 #include "keys.h"
 #include "store.h"
 #include "verp.h"
@@ -58,39 +58,7 @@ static const char *accounts_text =
     "  limit = quota 1/1d\n"
     "}\n";
 
-typedef struct fixture {
-    rg_config *cfg;
-    rg_store *store;
-    rg_test_clock clock;
-    rg_engine *e;
-    redisContext *r;
-} fixture;
-
 static int seq;
-
-static void redis_ok(redisContext *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = redisvCommand(r, fmt, ap);
-    va_end(ap);
-    assert_non_null(rep);
-    if (rep->type == REDIS_REPLY_ERROR)
-        fail_msg("Redis: %s", rep->str);
-    freeReplyObject(rep);
-}
-
-static long long redis_int(redisContext *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    redisReply *rep = redisvCommand(r, fmt, ap);
-    va_end(ap);
-    assert_non_null(rep);
-    long long v = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
-    freeReplyObject(rep);
-    return v;
-}
 
 /* HGET into out ("" when absent). */
 static void redis_hget(redisContext *r, const char *key, const char *field, char *out, size_t len)
@@ -125,38 +93,7 @@ static rg_config *load_conf(const char *store_url, const char *domain, const cha
 static fixture *make(const char *store_url, const char *domain, const char *managed,
                      const char *on_error)
 {
-    fixture *f = calloc(1, sizeof *f);
-    char err[512];
-    f->cfg = load_conf(store_url, domain, managed, on_error);
-    rg_test_clock_init(&f->clock, NOW_MS);
-    f->store = rg_store_redis_sync(f->cfg);
-    f->r = redisConnect("127.0.0.1", atoi(getenv("REDIS_PORT")));
-    assert_non_null(f->r);
-    assert_int_equal(f->r->err, 0);
-    f->e = rg_engine_new(f->cfg, f->store, &f->clock.clock, NULL, err, sizeof err);
-    assert_non_null(f->e);
-    rg_conf *c = rg_conf_parse_string("accounts", accounts_text, err, sizeof err);
-    if (c == NULL)
-        fail_msg("%s", err);
-    rg_accounts *set = rg_accounts_new();
-    for (size_t i = 1; i < c->nblocks; i++) {
-        rg_account *a = rg_account_from_block(c, &c->blocks[i], err, sizeof err);
-        if (a == NULL)
-            fail_msg("%s", err);
-        assert_int_equal(rg_accounts_add(set, a, err, sizeof err), 0);
-    }
-    rg_conf_free(c);
-    rg_engine_set_accounts(f->e, set, 0);
-    return f;
-}
-
-static void unmake(fixture *f)
-{
-    f->store->free(f->store);
-    rg_engine_free(f->e);
-    rg_config_free(f->cfg);
-    redisFree(f->r);
-    free(f);
+    return fx_new(load_conf(store_url, domain, managed, on_error), NOW_MS, accounts_text);
 }
 
 static char url[64];
@@ -164,30 +101,15 @@ static char url[64];
 static int setup(void **state)
 {
     fixture *f = make(url, "bounce.test", "managed", "tempfail");
-    redis_ok(f->r, "FLUSHALL");
+    fx_redis_ok(f, "FLUSHALL");
     *state = f;
     return 0;
 }
 
 static int teardown(void **state)
 {
-    unmake(*state);
+    fx_free(*state);
     return 0;
-}
-
-static void capture(void *arg, const rg_verdict *v)
-{
-    *(rg_verdict *)arg = *v;
-}
-
-static rg_verdict check(fixture *f, rg_request *req)
-{
-    rg_verdict v;
-    memset(&v, 0xff, sizeof v);
-    v.action = (rg_action)99;
-    rg_engine_check(f->e, req, capture, &v);
-    assert_int_not_equal(v.action, 99);
-    return v;
 }
 
 /* RCPT for each recipient, then EOM with them (when the RCPTs pass). */
@@ -201,7 +123,7 @@ static rg_verdict send_msg(fixture *f, const char *login, const char *sender,
                        .sasl_username = login, .client_addr = "192.0.2.10", .sender = sender };
     for (unsigned i = 0; i < n; i++) {
         req.recipient = rcpts[i];
-        rg_verdict v = check(f, &req);
+        rg_verdict v = fx_check(f, &req);
         if (v.action != RG_ACCEPT)
             return v;
         assert_string_equal(v.return_path, "");         /* only at end of message */
@@ -213,7 +135,7 @@ static rg_verdict send_msg(fixture *f, const char *login, const char *sender,
     req.n_recipients = n;
     req.can_change_sender = chgfrom;
     req.size = size;
-    return check(f, &req);
+    return fx_check(f, &req);
 }
 
 static long long verp_records(fixture *f)
@@ -258,7 +180,7 @@ static void test_minted_with_record(void **state)
     assert_string_equal(val, "alice@example.net\nbob@example.org\ncarol@example.net");
     redis_hget(f->r, key, "t", val, sizeof val);
     assert_int_equal(strtoll(val, NULL, 10), (long long)(NOW_MS / 1000));
-    long long ttl = redis_int(f->r, "PTTL %s", key);
+    long long ttl = fx_redis_int(f, "PTTL %s", key);
     assert_true(ttl > 3 * 86400000LL - 60000 && ttl <= 3 * 86400000LL);
     assert_int_equal(verp_records(f), 1);
     /* charged like any message: the return path changes nothing else */
@@ -298,7 +220,7 @@ static void test_not_minted(void **state)
                        .sasl_username = "shop", .client_addr = "192.0.2.10", .sender = ours,
                        .recipients = rcpts, .n_recipients = 1, .recipient_count = 1,
                        .can_change_sender = true, .size = 10 };
-    assert_string_equal(check(f, &req).return_path, "");
+    assert_string_equal(fx_check(f, &req).return_path, "");
     assert_int_equal(verp_records(f), 0);
 
     /* refused by the script at end of message (quota used, no reservation):
@@ -307,12 +229,12 @@ static void test_not_minted(void **state)
                        .sasl_username = "once", .client_addr = "192.0.2.10",
                        .sender = "a@once.test", .recipients = rcpts, .n_recipients = 1,
                        .recipient_count = 1, .can_change_sender = true, .size = 10 };
-    v = check(f, &eom);
+    v = fx_check(f, &eom);
     assert_int_equal(v.action, RG_ACCEPT);
     assert_string_not_equal(v.return_path, "");
     eom.msg_id = "q2";
     eom.queue_id = "QQ2";
-    v = check(f, &eom);
+    v = fx_check(f, &eom);
     assert_int_equal(v.action, RG_TEMPFAIL);
     assert_string_equal(v.reason, "quota");
     assert_string_equal(v.return_path, "");
@@ -328,7 +250,7 @@ static void test_default_off(void **state)
     assert_string_equal(v.return_path, "");          /* the block's default: off */
     v = send_msg(f, "own", "a@own.test", rcpts, 1, true, 1000);
     assert_string_not_equal(v.return_path, "");      /* the account's own: managed */
-    unmake(f);
+    fx_free(f);
 }
 
 static void test_template_domain(void **state)
@@ -344,7 +266,7 @@ static void test_template_domain(void **state)
     assert_string_equal(val, "billing@example.com");
     v = send_msg(f, "shop", "a@shop.test", rcpts, 1, true, 1000);
     token_of(f, v.return_path, "bounces.shop.test", key, sizeof key);
-    unmake(f);
+    fx_free(f);
 }
 
 static void test_store_error(void **state)
@@ -357,17 +279,17 @@ static void test_store_error(void **state)
     assert_int_equal(v.action, RG_TEMPFAIL);
     assert_string_equal(v.reason, "store_error");
     assert_string_equal(v.return_path, "");
-    unmake(f);
+    fx_free(f);
     f = make("redis://127.0.0.1:1/0", "bounce.test", "managed", "accept");
     rg_request eom = { .stage = RG_STAGE_EOM, .msg_id = "d1", .queue_id = "QD1",
                        .sasl_username = "shop", .client_addr = "192.0.2.10",
                        .sender = "a@shop.test", .recipients = rcpts, .n_recipients = 1,
                        .recipient_count = 1, .can_change_sender = true, .size = 10 };
-    v = check(f, &eom);
+    v = fx_check(f, &eom);
     assert_int_equal(v.action, RG_ACCEPT);
     assert_string_equal(v.reason, "store_error");
     assert_string_equal(v.return_path, "");
-    unmake(f);
+    fx_free(f);
 }
 
 /* The script runs but the record cannot be written (a Redis user without
@@ -375,7 +297,7 @@ static void test_store_error(void **state)
 static void test_record_not_written(void **state)
 {
     fixture *f = *state;
-    redis_ok(f->r, "ACL SETUSER nohset on >pw ~* &* +@all -hset");
+    fx_redis_ok(f, "ACL SETUSER nohset on >pw ~* &* +@all -hset");
     char u[96];
     snprintf(u, sizeof u, "redis://nohset:pw@127.0.0.1:%s/0", getenv("REDIS_PORT"));
     const char *rcpts[] = { "x@example.net" };
@@ -384,21 +306,21 @@ static void test_record_not_written(void **state)
     assert_int_equal(v.action, RG_TEMPFAIL);
     assert_string_equal(v.reason, "store_error");
     assert_string_equal(v.return_path, "");
-    unmake(g);
+    fx_free(g);
     g = make(u, "bounce.test", "managed", "accept");
     v = send_msg(g, "shop", "a@shop.test", rcpts, 1, true, 1000);
     assert_int_equal(v.action, RG_ACCEPT);
     assert_string_equal(v.reason, "store_error");
     assert_string_equal(v.return_path, "");
-    unmake(g);
+    fx_free(g);
     assert_int_equal(verp_records(f), 0);
     /* the same user without a managed account decides normally */
     g = make(u, "bounce.test", "off", "tempfail");
     v = send_msg(g, "shop", "a@shop.test", rcpts, 1, true, 1000);
     assert_int_equal(v.action, RG_ACCEPT);
     assert_string_equal(v.reason, "ok");
-    unmake(g);
-    redis_ok(f->r, "ACL DELUSER nohset");
+    fx_free(g);
+    fx_redis_ok(f, "ACL DELUSER nohset");
 }
 
 int main(void)
@@ -407,7 +329,7 @@ int main(void)
         fprintf(stderr, "REDIS_PORT not set: run through t/bounce/verp-engine.sh\n");
         return 1;
     }
-    snprintf(url, sizeof url, "redis://127.0.0.1:%s/0", getenv("REDIS_PORT"));
+    fx_redis_url(url, sizeof url);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_minted_with_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_minted, setup, teardown),

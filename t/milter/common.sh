@@ -100,3 +100,130 @@ rg_verify_opendkim() {
     RG_OPENDKIM_PASS=$pass
     [ "$pass" -ge 1 ] && [ "$fail" = 0 ]
 }
+
+# --- local submission and Sendmail (local*.sh, sendmail.sh) ------------------
+#   rg_milter_load FILE           relayguard load FILE, or bail out
+#   rg_milter_postfix_local CONF  smtp-sink, the milter on CONF (inet) and a private
+#                                 Postfix with smtpd_milters and non_smtpd_milters on it
+#   rg_test_user PREFIX           a unix user PREFIX<pid> (16 chars), removed at exit;
+#                                 its name in RG_USER
+#   rg_local_lock                 root or skip; one test at a time (the wrapper copy
+#                                 reads the one file local-sendmail.conf)
+#   rg_local_wrapper PREFIX       a key group PREFIX<pid> (TGROUP), removed at exit, the
+#                                 local key $PUB/local.key only it reads, and the wrapper
+#                                 copy $W set-group-id to it (WRAPPER_BUILT, PUB, W)
+#   rg_sendmail_unpack            SM_ROOT, SM_BIN, SM_CF: sendmail-bin and sendmail-cf
+#                                 unpacked (not installed: they conflict with Postfix)
+#                                 into /var/tmp and reused; skip when that cannot be
+#   rg_sendmail_sink              smtp-sink on 127.0.0.2 (SINK_PORT, SINK_DIR)
+#   rg_sendmail_mta_cf            SM_DIR, SM_PORT and $SM_DIR/test.cf: an MTA on SM_PORT
+#                                 with the milter on MILTER_PORT, relaying to the sink;
+#                                 the status of m4
+#   rg_sendmail_start             the MTA on a host named mta.relay.test, or bail out
+rg_milter_load() {
+    rg_cli load "$1" >/dev/null || { echo "Bail out! relayguard load failed"; exit 1; }
+}
+
+rg_milter_postfix_local() {
+    rg_start_sink
+    rg_start_milter "$1" inet
+    POLICYD_PORT=0
+    rg_start_postfix local \
+        "smtpd_recipient_restrictions =" "smtpd_end_of_data_restrictions =" \
+        "smtpd_milters = inet:127.0.0.1:$MILTER_PORT" "non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT" \
+        "milter_default_action = tempfail" "milter_protocol = 6"
+}
+
+rg_test_user() {
+    RG_USER="$1$$"; RG_USER=${RG_USER:0:16}
+    useradd -M -d /nonexistent -s /bin/sh "$RG_USER" || { echo "Bail out! useradd $RG_USER failed"; exit 1; }
+    rg_on_exit "userdel '$RG_USER'"
+}
+
+rg_local_lock() {
+    [ "$(id -u)" = 0 ] || skip_all "needs root (test users, a set-group-id wrapper)"
+    exec 9>"$top_builddir/t/milter/local-sendmail.lock"
+    flock 9
+}
+
+rg_local_wrapper() {
+    TGROUP="$1$$"; TGROUP=${TGROUP:0:16}
+    groupadd "$TGROUP" || { echo "Bail out! groupadd $TGROUP failed"; exit 1; }
+    rg_on_exit "groupdel '$TGROUP'"
+    PUB="$RG_TMP/pub"; mkdir -p "$PUB"; chmod 755 "$PUB"
+    openssl rand -hex 32 >"$PUB/local.key"
+    chgrp "$TGROUP" "$PUB/local.key"; chmod 640 "$PUB/local.key"
+    W="$PUB/relayguard-sendmail"
+    cp "$WRAPPER_BUILT" "$W"; chgrp "$TGROUP" "$W"; chmod 2755 "$W"
+}
+
+rg_sendmail_unpack() {
+    SM_ROOT=${RG_SENDMAIL_ROOT:-/var/tmp/relayguard-sendmail/root}
+    SM_BIN="$SM_ROOT/usr/libexec/sendmail/sendmail"
+    SM_CF="$SM_ROOT/usr/share/sendmail/cf"
+    if [ ! -x "$SM_BIN" ] || [ ! -f "$SM_CF/m4/cf.m4" ]; then
+        local d f
+        d=$(dirname "$SM_ROOT")
+        mkdir -p "$d"
+        ( cd "$d" && apt-get download sendmail-bin sendmail-cf >/dev/null 2>&1 &&
+          for f in sendmail-bin_*.deb sendmail-cf_*.deb; do dpkg -x "$f" root; done ) ||
+            skip_all "cannot download sendmail-bin/sendmail-cf to unpack"
+    fi
+    ldd "$SM_BIN" | grep -q 'not found' && skip_all "Sendmail's libraries are missing (apt-get install libwrap0)"
+    return 0
+}
+
+# The sink on 127.0.0.2: Sendmail drops a smart host that is one of its own
+# addresses ([127.0.0.1] is in class w).
+rg_sendmail_sink() {
+    SINK_PORT=$(rg_free_port)
+    SINK_DIR="$RG_TMP/sink"; mkdir -p "$SINK_DIR/mail"; chown nobody "$SINK_DIR/mail"
+    smtp-sink -u nobody -d "$SINK_DIR/mail/%M." "127.0.0.2:$SINK_PORT" 100 >"$SINK_DIR/sink.log" 2>&1 &
+    rg_on_exit "rg_stop_pid $!"
+}
+
+# (SM_DIR is 755: the MSP of local-sendmail.sh runs as a test user)
+rg_sendmail_mta_cf() {
+    SM_DIR="$RG_TMP/sendmail"; mkdir -p "$SM_DIR/queue"; chmod 755 "$SM_DIR"; chmod 700 "$SM_DIR/queue"
+    SM_PORT=$(rg_free_port)
+    cat >"$SM_DIR/test.mc" <<MC
+divert(0)dnl
+OSTYPE(\`linux')dnl
+define(\`confDOMAIN_NAME', \`mta.relay.test')dnl
+define(\`confDONT_PROBE_INTERFACES', \`True')dnl
+define(\`QUEUE_DIR', \`$SM_DIR/queue')dnl
+define(\`STATUS_FILE', \`$SM_DIR/statistics')dnl
+define(\`ALIAS_FILE', \`')dnl
+define(\`confPID_FILE', \`$SM_DIR/sendmail.pid')dnl
+define(\`SMART_HOST', \`[127.0.0.2]')dnl
+define(\`RELAY_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
+define(\`ESMTP_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
+define(\`confDONT_BLAME_SENDMAIL', \`GroupWritableDirPathSafe')dnl
+FEATURE(\`no_default_msa')dnl
+FEATURE(\`accept_unresolvable_domains')dnl
+FEATURE(\`nocanonify')dnl
+DAEMON_OPTIONS(\`Port=$SM_PORT, Addr=127.0.0.1, Name=MTA')dnl
+INPUT_MAIL_FILTER(\`relayguard', \`S=inet:$MILTER_PORT@127.0.0.1, F=T, T=S:10s;R:30s;E:2m')dnl
+RELAY_DOMAIN(\`example.net')dnl
+MAILER(\`smtp')dnl
+MC
+    m4 -D_CF_DIR_="$SM_CF/" "$SM_CF/m4/cf.m4" "$SM_DIR/test.mc" >"$SM_DIR/test.cf"
+}
+
+# Sendmail wants a qualified host name at start, before it reads the .cf;
+# with an unqualified one that DNS does not know it sleeps a minute.  So it
+# runs in its own UTS namespace named mta.relay.test.
+rg_sendmail_start() {
+    if unshare -u true 2>/dev/null; then
+        unshare -u sh -c 'hostname mta.relay.test && exec "$@"' sh \
+            "$SM_BIN" -C "$SM_DIR/test.cf" -bd -q1m -L rg-sendmail-test >"$SM_DIR/start.log" 2>&1
+    else
+        "$SM_BIN" -C "$SM_DIR/test.cf" -bd -q1m -L rg-sendmail-test >"$SM_DIR/start.log" 2>&1
+    fi
+    if ! rg_wait_port "$SM_PORT" 90; then
+        echo "Bail out! Sendmail did not start on port $SM_PORT"
+        { cat "$SM_DIR/start.log"; cat "$SM_DIR/sendmail.pid"; ss -tlnp "sport = :$SM_PORT"; } 2>&1 | sed 's/^/# /'
+        exit 1
+    fi
+    rg_on_exit "kill \$(head -1 '$SM_DIR/sendmail.pid') 2>/dev/null"
+}

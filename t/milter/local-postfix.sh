@@ -19,33 +19,19 @@
 rg_require postfix sendmail smtp-sink openssl useradd userdel groupadd groupdel su python3 flock
 WRAPPER_BUILT="$top_builddir/t/milter/relayguard-sendmail-fixed"
 rg_require_built "$RG_BIN_MILTER" "$RG_BIN_CLI" "$WRAPPER_BUILT"
-[ "$(id -u)" = 0 ] || skip_all "needs root (test users, a set-group-id wrapper)"
-# the wrapper copy reads one fixed file (local-sendmail.conf): one test at a time
-exec 9>"$top_builddir/t/milter/local-sendmail.lock"
-flock 9
+rg_local_lock
 rg_tmpdir
 rg_start_redis
 RG_CONF="$RG_TMP/rg.conf"
 WCONF="$top_builddir/t/milter/local-sendmail.conf"   # compiled into the wrapper copy
 
 # two test users and the key group, removed at exit
-TUSER="rgls$$"; TUSER=${TUSER:0:16}
-TUSER2="rgls2$$"; TUSER2=${TUSER2:0:16}
-TGROUP="rglsk$$"; TGROUP=${TGROUP:0:16}
-groupadd "$TGROUP" || { echo "Bail out! groupadd $TGROUP failed"; exit 1; }
-rg_on_exit "groupdel '$TGROUP'"
-for u in "$TUSER" "$TUSER2"; do
-    useradd -M -d /nonexistent -s /bin/sh "$u" || { echo "Bail out! useradd $u failed"; exit 1; }
-    rg_on_exit "userdel '$u'"
-done
+rg_test_user rgls; TUSER=$RG_USER
+rg_test_user rgls2; TUSER2=$RG_USER
 TUID=$(id -u "$TUSER")
 
 # the key and the wrapper, as an installation has them
-PUB="$RG_TMP/pub"; mkdir -p "$PUB"; chmod 755 "$PUB"
-openssl rand -hex 32 >"$PUB/local.key"
-chgrp "$TGROUP" "$PUB/local.key"; chmod 640 "$PUB/local.key"
-W="$PUB/relayguard-sendmail"
-cp "$WRAPPER_BUILT" "$W"; chgrp "$TGROUP" "$W"; chmod 2755 "$W"
+rg_local_wrapper rglsk
 
 RG_MILTER_LOG_LEVEL=info rg_milter_conf "$RG_CONF" <<EOF
 local_key = $PUB/local.key
@@ -73,14 +59,8 @@ account lo {
     limit           = quota 100/1d
 }
 EOF
-rg_cli load "$RG_TMP/accounts.conf" >/dev/null || { echo "Bail out! relayguard load failed"; exit 1; }
-rg_start_sink
-rg_start_milter "$RG_CONF" inet
-POLICYD_PORT=0
-rg_start_postfix local \
-    "smtpd_recipient_restrictions =" "smtpd_end_of_data_restrictions =" \
-    "smtpd_milters = inet:127.0.0.1:$MILTER_PORT" "non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT" \
-    "milter_default_action = tempfail" "milter_protocol = 6"
+rg_milter_load "$RG_TMP/accounts.conf"
+rg_milter_postfix_local "$RG_CONF"
 
 # the wrapper's configuration: the same settings, with the private Postfix
 # (the milter does not read local_sendmail)

@@ -23,11 +23,7 @@ RG_CONF="$RG_TMP/rg.conf"
 rg_milter_conf "$RG_CONF" </dev/null
 
 # a test unix user, removed at exit
-TUSER="rgloc$$"
-TUSER=${TUSER:0:16}
-useradd -M -d /nonexistent -s /bin/sh "$TUSER" 2>/dev/null ||
-    { echo "Bail out! useradd $TUSER failed"; exit 1; }
-rg_on_exit "userdel '$TUSER'"
+rg_test_user rgloc; TUSER=$RG_USER
 TUID=$(id -u "$TUSER")
 
 cat >"$RG_TMP/accounts.conf" <<EOF2
@@ -42,14 +38,8 @@ account lo {
     limit           = quota 100/1d
 }
 EOF2
-rg_cli load "$RG_TMP/accounts.conf" >/dev/null || { echo "Bail out! relayguard load failed"; exit 1; }
-rg_start_sink
-rg_start_milter "$RG_CONF" inet
-POLICYD_PORT=0
-rg_start_postfix local \
-    "smtpd_recipient_restrictions =" "smtpd_end_of_data_restrictions =" \
-    "smtpd_milters = inet:127.0.0.1:$MILTER_PORT" "non_smtpd_milters = inet:127.0.0.1:$MILTER_PORT" \
-    "milter_default_action = tempfail" "milter_protocol = 6"
+rg_milter_load "$RG_TMP/accounts.conf"
+rg_milter_postfix_local "$RG_CONF"
 P=$PF_PORT
 day=$(date -u +%Y%m%d)
 

@@ -10,74 +10,21 @@ rg_require m4 swaks smtp-sink openssl opendkim
 rg_require_built "$RG_BIN_MILTER" "$RG_BIN_CLI"
 
 # The unpacked packages live outside the test folder and are reused.
-SM_ROOT=${RG_SENDMAIL_ROOT:-/var/tmp/relayguard-sendmail/root}
-SM_BIN="$SM_ROOT/usr/libexec/sendmail/sendmail"
-SM_CF="$SM_ROOT/usr/share/sendmail/cf"
-if [ ! -x "$SM_BIN" ] || [ ! -f "$SM_CF/m4/cf.m4" ]; then
-    d=$(dirname "$SM_ROOT")
-    mkdir -p "$d"
-    ( cd "$d" && apt-get download sendmail-bin sendmail-cf >/dev/null 2>&1 &&
-      for f in sendmail-bin_*.deb sendmail-cf_*.deb; do dpkg -x "$f" root; done ) ||
-        skip_all "cannot download sendmail-bin/sendmail-cf to unpack"
-fi
-ldd "$SM_BIN" | grep -q 'not found' && skip_all "Sendmail's libraries are missing (apt-get install libwrap0)"
+rg_sendmail_unpack
 
 rg_tmpdir
 rg_start_redis
 RG_CONF="$RG_TMP/rg.conf"
 rg_milter_conf "$RG_CONF" </dev/null
 printf 'account local {\n    client_networks = 127.0.0.0/8\n    domains = example.com\n}\naccount uid0 {\n    local_users = root\n    domains = forged.test\n}\n' >"$RG_TMP/accounts.conf"
-rg_cli load "$RG_TMP/accounts.conf" >/dev/null || { echo "Bail out! relayguard load failed"; exit 1; }
+rg_milter_load "$RG_TMP/accounts.conf"
 rg_milter_txt "$RG_CONF" "$RG_TMP/keys.txt"
 rg_start_milter "$RG_CONF" inet
 
-# The sink on 127.0.0.2: Sendmail drops a smart host that is one of its own
-# addresses ([127.0.0.1] is in class w).
-SINK_PORT=$(rg_free_port)
-SINK_DIR="$RG_TMP/sink"; mkdir -p "$SINK_DIR/mail"; chown nobody "$SINK_DIR/mail"
-smtp-sink -u nobody -d "$SINK_DIR/mail/%M." "127.0.0.2:$SINK_PORT" 100 >"$SINK_DIR/sink.log" 2>&1 &
-rg_on_exit "rg_stop_pid $!"
-
-SM_DIR="$RG_TMP/sendmail"; mkdir -p "$SM_DIR/queue"; chmod 700 "$SM_DIR/queue"
-SM_PORT=$(rg_free_port)
-cat >"$SM_DIR/test.mc" <<MC
-divert(0)dnl
-OSTYPE(\`linux')dnl
-define(\`confDOMAIN_NAME', \`mta.relay.test')dnl
-define(\`confDONT_PROBE_INTERFACES', \`True')dnl
-define(\`QUEUE_DIR', \`$SM_DIR/queue')dnl
-define(\`STATUS_FILE', \`$SM_DIR/statistics')dnl
-define(\`ALIAS_FILE', \`')dnl
-define(\`confPID_FILE', \`$SM_DIR/sendmail.pid')dnl
-define(\`SMART_HOST', \`[127.0.0.2]')dnl
-define(\`RELAY_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
-define(\`ESMTP_MAILER_ARGS', \`TCP \$h $SINK_PORT')dnl
-define(\`confDONT_BLAME_SENDMAIL', \`GroupWritableDirPathSafe')dnl
-FEATURE(\`no_default_msa')dnl
-FEATURE(\`accept_unresolvable_domains')dnl
-FEATURE(\`nocanonify')dnl
-DAEMON_OPTIONS(\`Port=$SM_PORT, Addr=127.0.0.1, Name=MTA')dnl
-INPUT_MAIL_FILTER(\`relayguard', \`S=inet:$MILTER_PORT@127.0.0.1, F=T, T=S:10s;R:30s;E:2m')dnl
-RELAY_DOMAIN(\`example.net')dnl
-MAILER(\`smtp')dnl
-MC
-m4 -D_CF_DIR_="$SM_CF/" "$SM_CF/m4/cf.m4" "$SM_DIR/test.mc" >"$SM_DIR/test.cf"
+rg_sendmail_sink
+rg_sendmail_mta_cf
 ok $? "sendmail.cf built from sendmail-cf with m4"
-# Sendmail wants a qualified host name at start, before it reads the .cf;
-# with an unqualified one that DNS does not know it sleeps a minute.  So it
-# runs in its own UTS namespace named mta.relay.test.
-if unshare -u true 2>/dev/null; then
-    unshare -u sh -c 'hostname mta.relay.test && exec "$@"' sh \
-        "$SM_BIN" -C "$SM_DIR/test.cf" -bd -q1m -L rg-sendmail-test >"$SM_DIR/start.log" 2>&1
-else
-    "$SM_BIN" -C "$SM_DIR/test.cf" -bd -q1m -L rg-sendmail-test >"$SM_DIR/start.log" 2>&1
-fi
-if ! rg_wait_port "$SM_PORT" 90; then
-    echo "Bail out! Sendmail did not start on port $SM_PORT"
-    { cat "$SM_DIR/start.log"; cat "$SM_DIR/sendmail.pid"; ss -tlnp "sport = :$SM_PORT"; } 2>&1 | sed 's/^/# /'
-    exit 1
-fi
-rg_on_exit "kill \$(head -1 '$SM_DIR/sendmail.pid') 2>/dev/null"
+rg_sendmail_start
 
 r=$(rg_swaks --server "127.0.0.1:$SM_PORT" --from a@example.com --to b@example.net --header "Subject: via-sendmail")
 like "$r" "^250 2.0.0 .* Message accepted for delivery" "Sendmail: accepted"
@@ -90,6 +37,21 @@ if [ -n "$f" ]; then
 else
     fail "Sendmail: the message reached the sink"
 fi
+# Sendmail 8.17 opens one milter connection per SMTP session and sends every
+# message of the session over it (MAIL .. end of message again, QUIT at the
+# end; it sent no QUIT_NC in any session tried): each message is decided and
+# signed on its own.
+smtp-source -s 1 -m 3 -d -S multi-per-session -f a@example.com -t b@example.net \
+    "127.0.0.1:$SM_PORT" >"$RG_TMP/multi.log" 2>&1
+ok $? "Sendmail: three messages in one SMTP session sent"
+rg_wait_for 20 bash -c "[ \$(grep -rlF 'multi-per-session' '$SINK_DIR/mail' | wc -l) -ge 3 ]"
+n=0 good=0
+for f in $(grep -rlF -- "multi-per-session" "$SINK_DIR/mail"); do
+    n=$((n + 1))
+    [ "$(grep -c '^DKIM-Signature:' "$f")" = 2 ] &&
+        [ "$(rg_verify_dkimpy "$RG_TMP/keys.txt" "$f")" = "ok 2" ] && good=$((good + 1))
+done
+is "$n $good" "3 3" "Sendmail: each message of the session has two signatures that dkimpy verifies"
 r=$(rg_swaks --server "127.0.0.1:$SM_PORT" --from a@foreign.test --to b@example.net)
 like "$r" "^553 5.7.1 .*sender domain foreign.test is not allowed for account local" \
     "Sendmail: a foreign sender is refused at MAIL"

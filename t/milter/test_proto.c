@@ -6,7 +6,8 @@
  * option negotiation, no-reply and skip flags, macros, message changes,
  * connection reuse (QUIT_NC), and bad input: lengths 0 and too large,
  * truncated packets, strings without their NUL, unknown commands.  Each
- * case runs twice: all bytes in one read, and one byte per read.
+ * case runs three times: all bytes in one read, one byte per read, and on
+ * a connection ended and kept after the same case (server.c's reuse).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -527,14 +528,19 @@ static void render(const unsigned char *p, size_t len, char *out, size_t cap)
     assert_int_equal(len, 0);
 }
 
-/* Run a case with reads of at most chunk bytes; the trace and replies. */
-static rgm_io run(const tcase *tc, size_t chunk, char *out, size_t outcap)
+/* Run a case with reads of at most chunk bytes; the trace and replies.
+ * With reuse: on that connection, ended (rgm_ctx_end) after a session
+ * of its own, as server.c keeps closed connections for new ones; it is
+ * ended again, not freed. */
+static rgm_io run(const tcase *tc, size_t chunk, char *out, size_t outcap, rgm_ctx *reuse)
 {
     static unsigned char wire[1 << 16];
     size_t n = encode(tc->in, wire, sizeof wire);
     memset(&T, 0, sizeof T);
     T.b = &tc->b;
-    rgm_ctx *ctx = rgm_ctx_new(tc->desc, -1, "test");
+    rgm_ctx *ctx = reuse ? reuse : rgm_ctx_new(tc->desc, -1, "test");
+    if (reuse)
+        rgm_ctx_reuse(ctx, -1, "test");
     rgm_io io = RGM_IO_MORE;
     for (size_t at = 0; at < n && io == RGM_IO_MORE;) {
         size_t room;
@@ -551,7 +557,10 @@ static rgm_io run(const tcase *tc, size_t chunk, char *out, size_t outcap)
     size_t len;
     const unsigned char *o = rgm_ctx_output(ctx, &len);
     render(o, len, out, outcap);
-    rgm_ctx_free(ctx);
+    if (reuse)
+        rgm_ctx_end(ctx);
+    else
+        rgm_ctx_free(ctx);
     return io;
 }
 
@@ -561,11 +570,19 @@ static void test_table(void **state)
     char out[4096];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const tcase *tc = &cases[i];
-        size_t chunks[] = { 1 << 16, 1 };
-        for (size_t c = 0; c < 2; c++) {
+        size_t chunks[] = { 1 << 16, 1, 1 << 16 };
+        static const char *const how[] = { "one read", "byte by byte",
+                                           "on a connection kept from the same case" };
+        for (size_t c = 0; c < 3; c++) {
             char label[256];
-            snprintf(label, sizeof label, "%s (%s)", tc->label, c ? "byte by byte" : "one read");
-            rgm_io io = run(tc, chunks[c], out, sizeof out);
+            snprintf(label, sizeof label, "%s (%s)", tc->label, how[c]);
+            rgm_ctx *kept = NULL;
+            if (c == 2) {
+                kept = rgm_ctx_new(tc->desc, -1, "test");
+                run(tc, chunks[c], out, sizeof out, kept);  /* its first life */
+            }
+            rgm_io io = run(tc, chunks[c], out, sizeof out, kept);
+            rgm_ctx_free(kept);
             CHECK_INT(label, io, tc->io);
             CHECK_STR(label, T.trace, tc->trace);
             CHECK_STR(label, out, tc->out);

@@ -201,6 +201,9 @@ test_block_errors(void **state)
         { "bad name",        "account a/b {\n}\n", "a.conf:1: bad name 'a/b' for block 'account'" },
         { "limits in file",  "account a {\n limits = 1/1s\n}\n", "a.conf:2: use one 'limit = SPEC'" },
         { "global limit",    "account a {\n limit = 5/1s scope=global\n}\n", "a.conf:2: scope=global" },
+        { "reserved limit name", "account a {\n limit = 1/1s\n limit = rate 5/1m name=throttle\n}\n",
+          "a.conf:3: the limit name 'throttle' is reserved for relayguard-detectd's throttle "
+          "action (detect block, throttle =); give this limit another name=" },
         { "wrong block",     "policyd a {\n}\n", "a.conf:1: expected 'account NAME {'" },
     };
     (void)state;

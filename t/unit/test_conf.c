@@ -330,6 +330,11 @@ test_config_errors(void **state)
         { "account limit at top", "limit = 100/1h scope=account\n",
           "F:1: scope=account needs an account" },
         { "same limit twice",   "limit = 1/1s\nlimit = 1/1s\n",     "F:2: a limit named 'rate-1-1s-msg'" },
+        { "reserved limit name", "store = redis://h/0\nlimit = 100/1h name=throttle\n",
+          "F:2: the limit name 'throttle' is reserved for relayguard-detectd's throttle action "
+          "(detect block, throttle =); give this limit another name=" },
+        { "reserved name, domain", "limit = 5/1m scope=domain name=throttle\n",
+          "F:1: the limit name 'throttle' is reserved" },
         { "bad listen",         "policyd {\nlisten = tcp:1\n}\n",   "F:2: bad listen 'tcp:1'" },
         { "bad listen port",    "policyd {\nlisten = inet:127.0.0.1:0\n}\n", "bad port" },
         { "bad max_connections", "policyd {\nmax_connections = 0\n}\n", "F:2: bad max_connections" },
@@ -347,6 +352,16 @@ test_config_errors(void **state)
         }
         CHECK_HAS(cases[i].label, err, cases[i].err);
     }
+
+    /* the reserved name is the detect block's own, and other names are free */
+    char err[512] = "";
+    rg_config *c = load_text("limit = 100/1h name=throttle2\ndetect {\n  throttle = rate 5/1h\n}\n",
+                             err, sizeof err);
+    if (c == NULL)
+        fail_msg("throttle2 and the detect throttle: %s", err);
+    CHECK_STR("user limit", c->limits[0].name, "throttle2");
+    CHECK_STR("detect throttle", c->detect.throttle.name, RG_LIMIT_NAME_THROTTLE);
+    rg_config_free(c);
 }
 
 static void
