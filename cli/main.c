@@ -501,6 +501,10 @@ static void account_apply(rg_account *a, const args *o)
             continue;
         if (rg_account_set(a, key, o->val[i], err, sizeof err) < 0)
             die(EX_USAGE, "account %s: --%s: %s", a->name, o->opt[i], err);
+        /* the same names an accounts file may not use (policy/config.c) */
+        if (strcmp(key, "limit") == 0 && a->n_limits > 0 &&
+            rg_limit_name_check(&a->limits[a->n_limits - 1], NULL, 0, err, sizeof err) < 0)
+            die(EX_USAGE, "account %s: --limit: %s", a->name, err);
     }
 }
 

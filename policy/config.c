@@ -282,8 +282,13 @@ rg_limit_name_check(const rg_limit *l, const char *file, int line, char *err, si
 {
     for (size_t i = 0; i < sizeof reserved_limit_names / sizeof reserved_limit_names[0]; i++) {
         if (strcmp(l->name, reserved_limit_names[i].name) == 0) {
-            rg_seterr(err, errlen, "%s:%d: the limit name '%s' is reserved for %s; give this "
-                    "limit another name=", file, line, l->name, reserved_limit_names[i].user);
+            if (file != NULL)
+                rg_seterr(err, errlen, "%s:%d: the limit name '%s' is reserved for %s; give "
+                          "this limit another name=", file, line, l->name,
+                          reserved_limit_names[i].user);
+            else                /* not from a file: relayguard account add|set --limit */
+                rg_seterr(err, errlen, "the limit name '%s' is reserved for %s; give this "
+                          "limit another name=", l->name, reserved_limit_names[i].user);
             return -1;
         }
     }

@@ -24,6 +24,9 @@ is "$(rg_redis exists rg:acct:bob)" 0 "bad CIDR: nothing written"
 run account add bob --limit 'rate 10/1x'
 is "$RC" 2 "bad limit: exit 2"
 like "$ERR" "--limit" "bad limit: message names the option"
+run account add bob --limit 'rate 10/1h name=throttle'
+is "$RC" 2 "a limit named throttle (relayguard-detectd's bucket): exit 2"
+like "$ERR" "reserved for relayguard-detectd" "reserved limit name: the message says whose name it is"
 run account add 'bad name!'
 is "$RC" 2 "bad account name: exit 2"
 run account add carol --suspend --resume
