@@ -176,7 +176,19 @@ rg_start_exim() {
         { cat "$dir/start.log"; cat "$dir/log/paniclog" "$dir/log/mainlog"; } 2>/dev/null | tail -20 | sed 's/^/# /'
         exit 1
     fi
-    EXIM_PID=$(cat "$dir/exim.pid" 2>/dev/null)
+    # Exim writes its pid file after it listens: on a busy machine the port
+    # answers first, and an empty EXIM_PID would leave the daemon running
+    # after the test (and fail a test that checks the daemon by its pid)
+    local i
+    for ((i = 0; i < 100; i++)); do
+        EXIM_PID=$(cat "$dir/exim.pid" 2>/dev/null)
+        [ -n "$EXIM_PID" ] && break
+        sleep 0.05
+    done
+    if [ -z "$EXIM_PID" ]; then
+        echo "Bail out! Exim listens on port $EXIM_PORT but wrote no pid file $dir/exim.pid"
+        exit 1
+    fi
     rg_on_exit "rg_stop_pid $EXIM_PID"
 }
 
