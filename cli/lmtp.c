@@ -511,7 +511,7 @@ command(lconn *c, char *line)
         bad_command(c);
     } else if (IS("VRFY") || IS("EXPN") || IS("ETRN") || IS("BDAT") || IS("HELP") ||
                IS("STARTTLS") || IS("AUTH")) {
-        reply(c, "502 5.5.1 command not implemented");
+        reply(c, "502 5.5.1 this server takes LHLO, MAIL, RCPT, DATA, RSET, NOOP and QUIT only");
         bad_command(c);
     } else {
         reply(c, "500 5.5.2 command not recognized");

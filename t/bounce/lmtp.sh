@@ -115,6 +115,8 @@ send b"MAIL FROM:<> SIZE=999999999\r\n"
 expect 1
 send b"MAIL FROM:<> FOO=BAR\r\n"
 expect 1
+send b"VRFY postmaster\r\n"
+expect 1
 send b"MAIL FROM:<>\r\nDATA\r\nRSET\r\nQUIT\r\n"
 expect 4
 EOF
@@ -127,8 +129,9 @@ like "$(lines 6)" '^500 5\.5\.1 .*LHLO' "HELO: this is LMTP"
 like "$(lines 7)" '^503 5\.5\.1' "RCPT before MAIL: 503"
 like "$(lines 8)" '^552 5\.3\.4' "MAIL SIZE= above the limit: 552 5.3.4"
 like "$(lines 9)" '^555 5\.5\.4' "an unknown MAIL parameter: 555 5.5.4"
-like "$(lines 11)" '^503 5\.5\.1' "DATA without a recipient: 503"
-like "$(lines 13)" '^221 ' "QUIT: 221"
+like "$(lines 10)" '^502 5\.5\.1 .*LHLO, MAIL, RCPT' "VRFY: 502 5.5.1, naming the commands it takes"
+like "$(lines 12)" '^503 5\.5\.1' "DATA without a recipient: 503"
+like "$(lines 14)" '^221 ' "QUIT: 221"
 
 # NUL bytes and 8-bit garbage inside a message are the parser's business
 RP5=$(token erin@example.net)
