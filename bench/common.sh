@@ -34,6 +34,17 @@ make_workdir() {
 
 remember() { STARTED_PIDS="$STARTED_PIDS $1"; }
 
+# On exit stop everything started and remove $WORK (kept, and named, when
+# KEEP=1); INT and TERM exit 130 through it.
+cleanup() {
+    stop_all
+    if [ "${KEEP:-0}" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
+}
+cleanup_on_exit() {
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
 # Is PID running (a zombie counts as gone)?
 alive() {
     local st
@@ -84,6 +95,18 @@ wait_port() {
     return 1
 }
 
+# Configure $BUILD when it is not yet (logs in $WORK), then make TARGET...
+# there; dies with the first errors when either fails.
+build_targets() {
+    if [ ! -f "$BUILD/Makefile" ]; then
+        mkdir -p "$BUILD"
+        (cd "$BUILD" && "$TOP_SRC/configure" -q) >"$WORK/configure.log" 2>&1 ||
+            die "configure failed: $(tail -n 5 "$WORK/configure.log")"
+    fi
+    make -C "$BUILD" -j2 "$@" >"$WORK/build.log" 2>&1 ||
+        die "build failed: $(grep -m 5 -E 'error|Error' "$WORK/build.log")"
+}
+
 # The load generator: the built one, else make it, else compile it directly.
 find_policy_load() {
     local src="$BENCH_SRC/policy-load.c"
@@ -111,6 +134,25 @@ start_redis() {
     REDIS_PID=$!
     remember "$REDIS_PID"
     wait_port "$port" 20 || die "redis did not start (see $dir/redis.log)"
+}
+
+# A private redis-server under valgrind --tool=callgrind on 127.0.0.1:$2,
+# its files (cg.PID.out*, redis.log, valgrind.log) in $1, then $4... as more
+# redis-server options.  Waits up to $3 tenths of a second for PONG (dies if
+# valgrind exits first); the caller checks the outcome.  Sets CG_PID.
+start_redis_callgrind() {
+    local dir=$1 port=$2 tries=$3 i
+    shift 3
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p.out" \
+        redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --hz 1 \
+        --dir "$dir" --logfile "$dir/redis.log" "$@" >"$dir/valgrind.log" 2>&1 &
+    CG_PID=$!
+    remember "$CG_PID"
+    for i in $(seq 1 "$tries"); do
+        redis-cli -p "$port" PING 2>/dev/null | grep -q PONG && break
+        alive "$CG_PID" || die "redis-server under valgrind died: $(tail -n 5 "$dir/valgrind.log")"
+        sleep 0.1
+    done
 }
 
 # All descendants of a PID (not including it).

@@ -55,21 +55,12 @@ PROFILE=${PROFILE:-0}
 
 need_pkgs redis-server redis-tools gcc make pkg-config libevent-dev
 make_workdir
-cleanup() {
-    stop_all
-    if [ "$KEEP" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_on_exit
 log "work folder $WORK"
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
-if [ ! -f "$BUILD/Makefile" ]; then
-    mkdir -p "$BUILD"
-    (cd "$BUILD" && "$TOP_SRC/configure" -q) >"$WORK/configure.log" 2>&1 || die "configure failed"
-fi
-make -C "$BUILD" -j2 postfix-policyd/relayguard-policyd detectd/relayguard-detectd cli/relayguard \
-    bench/policy-load >"$WORK/build.log" 2>&1 || die "build failed: $(grep -m 3 -E 'error|Error' "$WORK/build.log")"
+build_targets postfix-policyd/relayguard-policyd detectd/relayguard-detectd cli/relayguard \
+    bench/policy-load
 RG_POLICYD="$BUILD/postfix-policyd/relayguard-policyd"
 RG_DETECTD=${DETECTD:-"$BUILD/detectd/relayguard-detectd"}
 RG_CLI="$BUILD/cli/relayguard"
@@ -247,15 +238,8 @@ callgrind_run() {
     cp "$d/redis/dump.rdb" "$cg/dump.rdb"   # (dir is a protected setting in Redis 7)
     [ "$(redis-cli -p "$rport" XLEN rg:events)" -gt 0 ] || die "callgrind run: no events made"
     cport=$(free_port 27379)
-    valgrind --tool=callgrind --callgrind-out-file="$cg/cg.%p.out" \
-        redis-server --port "$cport" --bind 127.0.0.1 --save '' --appendonly no --hz 1 \
-        --dir "$cg" --dbfilename dump.rdb --logfile "$cg/redis.log" >"$cg/valgrind.log" 2>&1 &
-    cpid=$!; remember "$cpid"
-    for _ in $(seq 1 600); do
-        redis-cli -p "$cport" PING 2>/dev/null | grep -q PONG && break
-        alive "$cpid" || die "redis-server under valgrind died: $(tail -n 5 "$cg/valgrind.log")"
-        sleep 0.1
-    done
+    start_redis_callgrind "$cg" "$cport" 600 --dbfilename dump.rdb
+    cpid=$CG_PID
     [ "$(redis-cli -p "$cport" XLEN rg:events)" -gt 0 ] || die "callgrind run: the saved stream did not load"
     sed "s#^store = .*#store = redis://127.0.0.1:$cport/0#" "$d/relayguard.conf" >"$cg/relayguard.conf"
     # Under valgrind a batch takes a hundred times longer: a long max_delay

@@ -49,25 +49,12 @@ for t in valgrind callgrind_control redis-server python3; do
 done
 
 make_workdir
-cleanup() {
-    stop_all
-    if [ "$KEEP" = 1 ]; then log "work folder kept: $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+cleanup_on_exit
 
 log "redis-server under callgrind on port $PORT ($WORK)"
 # hz 1: the server's timer work stays out of the counts; nothing persists.
-valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p.out" \
-    redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --hz 1 \
-    --dir "$WORK" --logfile "$WORK/redis.log" >"$WORK/valgrind.log" 2>&1 &
-RPID=$!
-remember "$RPID"
-for i in $(seq 1 300); do
-    redis-cli -p "$PORT" PING 2>/dev/null | grep -q PONG && break
-    alive "$RPID" || die "redis-server under valgrind died: $(tail -n 5 "$WORK/valgrind.log")"
-    sleep 0.1
-done
+start_redis_callgrind "$WORK" "$PORT" 300
+RPID=$CG_PID
 redis-cli -p "$PORT" PING 2>/dev/null | grep -q PONG || die "redis-server did not start"
 
 # callgrind_control talks to the valgrind process by PID.

@@ -216,13 +216,7 @@ msg_append(lconn *c, const char *p, size_t n)
         c->too_big = true;
         return;
     }
-    if (c->mlen + n > c->mcap) {
-        size_t cap = c->mcap ? c->mcap : 16384;
-        while (cap < c->mlen + n)
-            cap *= 2;
-        c->msg = rg_realloc(c->msg, cap);
-        c->mcap = cap;
-    }
+    c->msg = rg_grow(c->msg, &c->mcap, c->mlen + n, 1, 16384);
     memcpy(c->msg + c->mlen, p, n);
     c->mlen += n;
 }
@@ -447,10 +441,7 @@ cmd_rcpt(lconn *c, const char *arg)
         reply(c, "452 4.5.3 too many recipients");
         return;
     }
-    if (c->nrcpt == c->rcpt_cap) {
-        c->rcpt_cap = c->rcpt_cap ? c->rcpt_cap * 2 : 8;
-        c->rcpt = rg_realloc(c->rcpt, c->rcpt_cap * sizeof *c->rcpt);
-    }
+    c->rcpt = rg_grow(c->rcpt, &c->rcpt_cap, c->nrcpt + 1, sizeof *c->rcpt, 8);
     c->rcpt[c->nrcpt++] = rg_strdup(addr);
     reply(c, "250 2.1.5 OK");
 }
@@ -520,6 +511,14 @@ command(lconn *c, char *line)
 #undef IS
 }
 
+static void
+line_too_long(lconn *c)
+{
+    rg_warn("lmtp: %s: command line longer than %d bytes", c->peer, CMD_LINE_MAX);
+    reply(c, "500 5.5.2 line too long (the limit is %d bytes)", CMD_LINE_MAX);
+    bad_command(c);
+}
+
 /* One command line from in.  false when more input is needed. */
 static bool
 cmd_step(lconn *c, struct evbuffer *in)
@@ -532,10 +531,8 @@ cmd_step(lconn *c, struct evbuffer *in)
         if (have > CMD_LINE_MAX) {           /* no end in sight: drop it as it comes */
             evbuffer_drain(in, have);
             if (c->st != ST_SKIP) {
-                rg_warn("lmtp: %s: command line longer than %d bytes", c->peer, CMD_LINE_MAX);
-                reply(c, "500 5.5.2 line too long (the limit is %d bytes)", CMD_LINE_MAX);
                 c->st = ST_SKIP;
-                bad_command(c);
+                line_too_long(c);
             }
         }
         return false;
@@ -548,9 +545,7 @@ cmd_step(lconn *c, struct evbuffer *in)
     }
     if (len > CMD_LINE_MAX) {
         evbuffer_drain(in, len + eol_len);
-        rg_warn("lmtp: %s: command line longer than %d bytes", c->peer, CMD_LINE_MAX);
-        reply(c, "500 5.5.2 line too long (the limit is %d bytes)", CMD_LINE_MAX);
-        bad_command(c);
+        line_too_long(c);
         return true;
     }
     char line[CMD_LINE_MAX + 1];
@@ -626,8 +621,7 @@ on_event(struct bufferevent *bev, short what, void *arg)
         if (c->st != ST_CLOSING) {
             rg_warn("lmtp: %s: timeout after %s", c->peer, c->st == ST_DATA ? "DATA" : "a command");
             reply(c, "421 4.4.2 %s timeout, closing", c->srv->host);
-            c->st = ST_CLOSING;
-            bufferevent_disable(c->bev, EV_READ);
+            conn_close_after_write(c);
             struct timeval tv = { 10, 0 };   /* for the 421 to be read */
             bufferevent_set_timeouts(c->bev, NULL, &tv);
             bufferevent_enable(c->bev, EV_WRITE);

@@ -450,6 +450,38 @@ static rgm_status cb_envfrom(rgm_ctx *ctx, char **argv)
     return go_on(c, SMFIP_NR_MAIL);
 }
 
+/* Append a copy of s to the list *v of *n strings. */
+static void strv_push(char ***v, size_t *n, const char *s)
+{
+    *v = rg_realloc(*v, (*n + 1) * sizeof **v);
+    (*v)[(*n)++] = rg_strdup(s);
+}
+
+/*
+ * The RCPT checks of one recipient, at RCPT or (local submission) at end
+ * of headers: -1 with v set when the engine refuses it; else 0, the
+ * recipient counted and m->ours, m->account set by the first answer (not
+ * relayguard's mail: counted without asking).
+ */
+static int rcpt_check(const conn *c, msg *m, const char *rcpt, rg_verdict *v)
+{
+    if (m->ours == 0) {
+        m->nrcpt++;             /* not relayguard's mail (dunno at the first RCPT) */
+        return 0;
+    }
+    rg_request r;
+    base_request(c, m, RG_STAGE_RCPT, &r);
+    r.recipient = rcpt;
+    r.size = m->size_declared;
+    *v = decide(m, &r);
+    if (v->action == RG_REJECT || v->action == RG_TEMPFAIL)
+        return -1;
+    m->ours = v->action == RG_ACCEPT;
+    rg_strlcpy(m->account, v->account, sizeof m->account);
+    m->nrcpt++;
+    return 0;
+}
+
 static rgm_status cb_envrcpt(rgm_ctx *ctx, char **argv)
 {
     conn *c = rgm_getpriv(ctx);
@@ -458,30 +490,17 @@ static rgm_status cb_envrcpt(rgm_ctx *ctx, char **argv)
         return RGM_TEMPFAIL;
     if (m->qid[0] == '\0')
         copy_macro(ctx, "{i}", m->qid, sizeof m->qid);
+    const char *rcpt = (argv && argv[0]) ? argv[0] : "";
     if (m->local) {
         /* the submitter is known from a header: checked at end of headers */
-        m->rcpts = rg_realloc(m->rcpts, (m->nrcpts + 1) * sizeof *m->rcpts);
-        m->rcpts[m->nrcpts++] = rg_strdup((argv && argv[0]) ? argv[0] : "");
+        strv_push(&m->rcpts, &m->nrcpts, rcpt);
         return RGM_CONTINUE;
     }
-    if (m->ours == 0) {
-        m->nrcpt++;             /* not relayguard's mail (dunno at the first RCPT) */
-        return RGM_CONTINUE;
-    }
-    rg_request r;
-    base_request(c, m, RG_STAGE_RCPT, &r);
-    r.recipient = (argv && argv[0]) ? argv[0] : "";
-    r.size = m->size_declared;
-    rg_verdict v = decide(m, &r);
-    if (v.action == RG_REJECT || v.action == RG_TEMPFAIL)
+    rg_verdict v;
+    if (rcpt_check(c, m, rcpt, &v) < 0)
         return refuse(ctx, &v);
-    m->ours = v.action == RG_ACCEPT;
-    rg_strlcpy(m->account, v.account, sizeof m->account);
-    m->nrcpt++;
-    if (m->ours) {              /* listed in a managed return path's record */
-        m->rp_rcpts = rg_realloc(m->rp_rcpts, (m->n_rp_rcpts + 1) * sizeof *m->rp_rcpts);
-        m->rp_rcpts[m->n_rp_rcpts++] = rg_strdup(r.recipient);
-    }
+    if (m->ours == 1)           /* listed in a managed return path's record */
+        strv_push(&m->rp_rcpts, &m->n_rp_rcpts, rcpt);
     return RGM_CONTINUE;
 }
 
@@ -570,22 +589,9 @@ static void rcpt_checks_at_eoh(const conn *c, msg *m)
         return;
     m->rcpts_checked = 1;
     for (size_t i = 0; i < m->nrcpts && !m->deferred; i++) {
-        if (m->ours == 0) {
-            m->nrcpt++;         /* not relayguard's mail (dunno at the first) */
-            continue;
-        }
-        rg_request r;
-        base_request(c, m, RG_STAGE_RCPT, &r);
-        r.recipient = m->rcpts[i];
-        r.size = m->size_declared;
-        rg_verdict v = decide(m, &r);
-        if (v.action == RG_REJECT || v.action == RG_TEMPFAIL) {
+        rg_verdict v;
+        if (rcpt_check(c, m, m->rcpts[i], &v) < 0)
             defer(m, &v);
-            break;
-        }
-        m->ours = v.action == RG_ACCEPT;
-        rg_strlcpy(m->account, v.account, sizeof m->account);
-        m->nrcpt++;
     }
 }
 

@@ -625,17 +625,16 @@ rg_account_to_fields(const rg_account *a, const char **keys, char **values, size
         keys[n] = "bounces";
         values[n++] = rg_strdup(a->bounces ? "managed" : "off");
     }
-    if (a->bounce_rate > 0 && n < max) {
-        char num[32];
-        snprintf(num, sizeof num, "%.6g%%", a->bounce_rate * 100);
-        keys[n] = "bounce_rate";
-        values[n++] = rg_strdup(num);
-    }
-    if (a->complaint_rate > 0 && n < max) {
-        char num[32];
-        snprintf(num, sizeof num, "%.6g%%", a->complaint_rate * 100);
-        keys[n] = "complaint_rate";
-        values[n++] = rg_strdup(num);
+    const struct { const char *key; double rate; } rates[] = {
+        { "bounce_rate", a->bounce_rate }, { "complaint_rate", a->complaint_rate },
+    };
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        if (rates[i].rate > 0 && n < max) {
+            char num[32];
+            snprintf(num, sizeof num, "%.6g%%", rates[i].rate * 100);
+            keys[n] = rates[i].key;
+            values[n++] = rg_strdup(num);
+        }
     }
     if (a->throttle_until > 0 && n < max) {
         char num[24];

@@ -225,10 +225,8 @@ static void on_lazy_accounts(void *arg, rg_accounts *set, long long gen, const c
  * does for the current generation.  The store is blocking: done on return. */
 static void lazy_fetch(rg_engine *e, rg_account_lookup kind, const char *key)
 {
-    static const char tag[] = { [RG_LOOKUP_LOGIN] = 'l', [RG_LOOKUP_LOCAL_USER] = 'u',
-                                [RG_LOOKUP_NAME] = 'n', [RG_LOOKUP_CLIENTS] = 'c' };
     char want[sizeof e->lazy_key];
-    if ((size_t)snprintf(want, sizeof want, "%c:%s", tag[kind], key) >= sizeof want) {
+    if ((size_t)snprintf(want, sizeof want, "%c:%s", rg_lookup_tag(kind), key) >= sizeof want) {
         rg_strlcpy(want, "-", sizeof want);     /* absurd length: look up, never cache */
     }
     pthread_mutex_lock(&e->lock);

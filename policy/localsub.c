@@ -185,18 +185,24 @@ static int signed_part(char *buf, size_t len, unsigned long uid, const char *log
     return (n < 0 || (size_t)n >= len) ? -1 : n;
 }
 
+/* n bytes as 2n lowercase hex digits and a NUL into out. */
+static void to_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 static void hmac_hex(const rg_localsub_key *k, const char *msg, size_t len, char out[65])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    static const char hex[] = "0123456789abcdef";
 
     HMAC(EVP_sha256(), k->bytes, (int)k->len, (const unsigned char *)msg, len, md, &mdlen);
-    for (unsigned i = 0; i < 32 && i < mdlen; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
-    }
-    out[64] = '\0';
+    to_hex(md, mdlen < 32 ? mdlen : 32, out);
 }
 
 int rg_localsub_mint(const rg_localsub_key *k, unsigned long uid, const char *login,
@@ -204,7 +210,6 @@ int rg_localsub_mint(const rg_localsub_key *k, unsigned long uid, const char *lo
                      char *err, size_t errlen)
 {
     char fresh[33], part[RG_LOCALSUB_TOKEN_MAX], sig[65];
-    static const char hex[] = "0123456789abcdef";
 
     if (!rg_localsub_login_valid(login)) {
         rg_seterr(err, errlen, "login '%.64s' cannot be carried in a token", login);
@@ -216,11 +221,7 @@ int rg_localsub_mint(const rg_localsub_key *k, unsigned long uid, const char *lo
             rg_seterr(err, errlen, "no random bytes for the nonce (OpenSSL RAND_bytes)");
             return -1;
         }
-        for (int i = 0; i < 16; i++) {
-            fresh[2 * i] = hex[r[i] >> 4];
-            fresh[2 * i + 1] = hex[r[i] & 15];
-        }
-        fresh[32] = '\0';
+        to_hex(r, sizeof r, fresh);
         nonce = fresh;
     } else if (!is_hex(nonce, 32)) {
         rg_seterr(err, errlen, "the nonce must be 32 hex digits");

@@ -51,6 +51,13 @@ typedef enum rg_account_lookup {
     RG_LOOKUP_CLIENTS           /* every account with client_networks */
 } rg_account_lookup;
 
+/* A lookup kind's one letter: rg_lookup_lua's ARGV[1] (l, u, n, c), and
+ * the engine's note of which lookup its snapshot holds. */
+static inline char rg_lookup_tag(rg_account_lookup kind)
+{
+    return "lunc"[kind];
+}
+
 typedef struct rg_store rg_store;
 struct rg_store {
     /* Run the decision script with argv (argc strings, copied before return). */

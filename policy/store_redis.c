@@ -944,9 +944,7 @@ static void sync_load_accounts(rg_store *st, rg_accounts_cb *cb, void *arg)
 static void sync_load_some(rg_store *st, rg_account_lookup kind, const char *key,
                            rg_accounts_cb *cb, void *arg)
 {
-    static const char kinds[] = { [RG_LOOKUP_LOGIN] = 'l', [RG_LOOKUP_LOCAL_USER] = 'u',
-                                  [RG_LOOKUP_NAME] = 'n', [RG_LOOKUP_CLIENTS] = 'c' };
-    char k[2] = { kinds[kind], '\0' };
+    char k[2] = { rg_lookup_tag(kind), '\0' };
     const char *argv[] = { NULL, NULL, "0", k, key ? key : "" };
     sync_eval_accounts((sync_store *)st, rg_lookup_lua_sha1, rg_lookup_lua, 5, argv, cb, arg);
 }

@@ -68,6 +68,21 @@ rg_realloc(void *p, size_t n)
     return q;
 }
 
+void *
+rg_grow(void *p, size_t *cap, size_t need, size_t elem, size_t first)
+{
+    if (need <= *cap)
+        return p;
+    size_t n = *cap ? *cap : first ? first : 1;
+    while (n < need)
+        n *= 2;
+    if (elem != 0 && n > (size_t)-1 / elem)
+        rg_panic("out of memory (%zu elements of %zu bytes)", n, elem);
+    p = rg_realloc(p, n * elem);
+    *cap = n;
+    return p;
+}
+
 /* New copy of s; the caller frees it. */
 char *
 rg_strdup(const char *s)

@@ -17,6 +17,11 @@ void *rg_realloc(void *p, size_t n);
 char *rg_strdup(const char *s);
 char *rg_strndup(const char *s, size_t n);
 
+/* A growing array: p (cap elements of elem bytes) made to hold at least need
+ * elements, its capacity doubled from first (or from *cap).  Returns p, or
+ * its new place; *cap updated.  Never NULL. */
+void *rg_grow(void *p, size_t *cap, size_t need, size_t elem, size_t first);
+
 /* Write a message into err[errlen] (nothing when errlen is 0). */
 void rg_seterr(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -60,41 +60,20 @@ bad 'reputation_action = throttle, explode' "bad reputation_action 'throttle, ex
 o=$(RG_CONF="$RG_TMP/bad.conf" rg_cli check-config 2>&1)
 like "$o" "bad.conf:3: bad reputation_action" "relayguard check-config names the file and line: $o"
 
-cat >"$RG_TMP/accounts.conf" <<'EOF'
-account news {
-    logins  = news@relay.test
-    domains = example.com
+acct() {    # acct NAME: an account with login NAME@relay.test and domain example.com
+    printf 'account %s {\n    logins  = %s@relay.test\n    domains = example.com\n}\n' "$1" "$1"
 }
-account small {
-    logins  = small@relay.test
-    domains = example.com
-}
-account fbl {
-    logins  = fbl@relay.test
-    domains = example.com
-}
-account promo {
-    logins  = promo@relay.test
-    domains = example.com
-}
+{
+    acct news; acct small; acct fbl; acct promo
+    cat <<'EOF'
 account vip {
     logins      = vip@relay.test
     domains     = example.com
     bounce_rate = 2%
 }
-account twin {
-    logins  = twin@relay.test
-    domains = example.com
-}
-account ghost {
-    logins  = ghost@relay.test
-    domains = example.com
-}
-account probe {
-    logins  = probe@relay.test
-    domains = example.com
-}
 EOF
+    acct twin; acct ghost; acct probe
+} >"$RG_TMP/accounts.conf"
 out=$(rg_cli load "$RG_TMP/accounts.conf" 2>&1)
 ok $? "relayguard load: bounce_rate is an account field ($out)"
 is "$(rg_redis HGET rg:acct:vip bounce_rate)" "2%" "the account's own threshold is stored"
