@@ -696,10 +696,12 @@ static rgm_status cb_eom(rgm_ctx *ctx)
     base_request(c, m, RG_STAGE_EOM, &r);
     r.recipient_count = m->nrcpt;
     r.size = m->size;
-    /* managed return path: every recipient (non-SMTP: all were checked together) */
+    /* managed return path: every recipient (local submission, non-SMTP or
+     * from a local_smtp_clients address such as Sendmail's MSP: all were
+     * kept in rcpts and checked together at end of headers) */
     r.can_change_sender = c->chgfrom;
-    r.recipients = (const char *const *)(c->nonsmtp ? m->rcpts : m->rp_rcpts);
-    r.n_recipients = (unsigned)(c->nonsmtp ? m->nrcpts : m->n_rp_rcpts);
+    r.recipients = (const char *const *)(m->local ? m->rcpts : m->rp_rcpts);
+    r.n_recipients = (unsigned)(m->local ? m->nrcpts : m->n_rp_rcpts);
     rg_verdict v = decide(m, &r);
     if (v.action == RG_REJECT || v.action == RG_TEMPFAIL) {
         rc = refuse(ctx, &v);

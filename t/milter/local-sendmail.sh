@@ -25,8 +25,13 @@ rg_milter_conf "$RG_CONF" <<EOF
 local_key = $PUB/local.key
 local_submission = required
 local_smtp_clients = 127.0.0.1
+bounce {
+    key = k1 $RG_TMP/bounce-k1.key
+    domain = bounce.test
+}
 EOF
-printf 'account alice {\n    local_users = %s\n    domains = example.com\n    limit = quota 100/1d\n}\naccount lo {\n    client_networks = 127.0.0.0/8\n    domains = example.com\n}\n' "$TUSER" >"$RG_TMP/accounts.conf"
+openssl rand -hex 32 >"$RG_TMP/bounce-k1.key"; chmod 600 "$RG_TMP/bounce-k1.key"
+printf 'account alice {\n    local_users = %s\n    domains = example.com\n    limit = quota 100/1d\n    bounces = managed\n}\naccount lo {\n    client_networks = 127.0.0.0/8\n    domains = example.com\n}\n' "$TUSER" >"$RG_TMP/accounts.conf"
 rg_milter_load "$RG_TMP/accounts.conf"
 rg_start_milter "$RG_CONF" inet
 
@@ -71,8 +76,13 @@ f=$(at_sink msp-wrapped)
 if [ -n "$f" ]; then
     grep -q '^X-Relayguard-Local' "$f"; ok $((! $?)) "the token header is gone"
     grep -q "^Received: (from $TUSER@localhost)" "$f"; ok $? "the MSP's Received names $TUSER"
+    # alice has managed bounces: the MSP's mail (local, recipients checked at
+    # end of headers) gets its return path like SMTP mail
+    like "$(grep -m1 '^X-Mail-Args:' "$f")" '^X-Mail-Args: <bounces\+k1-[a-z2-7]+@bounce\.test>' \
+        "the managed return path reached the sink as MAIL FROM"
 else
     fail "the token header is gone"; fail "the MSP's Received names $TUSER"
+    fail "the managed return path reached the sink as MAIL FROM"
 fi
 rg_wait_for 10 grep -q "accept: END-OF-MESSAGE from 127.0.0.1; account=alice" "$MILTER_LOG"
 ok $? "the milter tied it to alice"
