@@ -90,25 +90,33 @@ local function int(n) return INT[n] end
 local max, ceil, floor = math.max, math.ceil, math.floor
 
 local byte, find, match = string.byte, string.find, string.match
+local spack, sunpack = struct.pack, struct.unpack
 
 -- A bucket's state is one hash, rg:h:BUCKET, so a limit costs one read per
 -- decision (and one write when it reserves or charges):
 --   SLOT     units held in that time slot by messages in flight
---   _n _lo   the summary of the holds (below)
 --   _t       a rate's GCRA theoretical arrival time (µs)
 --   q:WINDOW a quota's units charged in that window (2026112413, 20261124,
 --            202611); the first charge of a window removes the others
---   _x       the engine time (ms) the hash's expiry was last pushed to: a
---            write pushes it only when it needs the hash to live longer
---            (holds: their slot's end plus a slot; a rate: its TAT plus
---            RATE_KEEP; a quota: its window's end plus QUOTA_KEEP), so most
---            writes need no PEXPIRE
+--   _s       the summary: three little-endian doubles (struct '<ddd')
+--            n   the sum of the units in the slots present
+--            lo  0 when no slot is present, else at most the lowest one
+--            x   the engine time (ms) the hash's expiry was last pushed to:
+--                a write pushes it only when it needs the hash to live
+--                longer (holds: their slot's end plus a slot; a rate: its
+--                TAT plus RATE_KEEP; a quota: its window's end plus
+--                QUOTA_KEEP), so most writes need no PEXPIRE
 -- Holds live in time slots of SLOT ms: slot s lapses at s * SLOT ms.  A
--- message keeps all its holds in the slot of its first reservation.  '_n' is
--- the sum of the units in the slots present, '_lo' at most the lowest slot
--- present; while '_lo' has not lapsed every slot present is live and '_n' is
--- exact.  Otherwise (or with no summary yet) the slots are recounted and the
--- lapsed ones removed, once per slot at most.
+-- message keeps all its holds in the slot of its first reservation.  While
+-- lo has not lapsed (or is 0) every slot present is live and n is exact.
+-- Otherwise (or with no summary, or one that is not 24 bytes of
+-- non-negative numbers) the slots are recounted and the lapsed ones
+-- removed, once per slot at most.  The summary is binary because it is read
+-- on every decision: one field and one struct.unpack instead of three
+-- fields, each converted by Redis to a reply, by the script to a Lua string
+-- and by tonumber to a number (two strtod each): about a tenth of a
+-- decision's cost (bench/run-script.sh).  The fields a person reads (_t,
+-- q:WINDOW, the slots) stay decimal text.
 local SLOT = 10000
 local RATE_KEEP = 60000
 local QUOTA_KEEP = 691200000            -- 8 days
@@ -135,19 +143,8 @@ local LB, LD = {}, {}
 local LHK, LR, LN = {}, {}, {}
 local LSUM, LLO, LIN, LTAT, LQ, LX = {}, {}, {}, {}, {}, {}
 
--- One HSET being built: W[1 .. nw].
-local W, nw = {'HSET'}, 0
-local function put(f, v)
-    nw = nw + 2
-    W[nw - 1], W[nw] = f, v
-end
--- Push hash i's expiry to 'to' when it must live past 'need'; true if so.
-local function extend(i, need, to)
-    if need <= LX[i] then return false end
-    LX[i] = to
-    put('_x', int(to))
-    return true
-end
+-- One HSET being built.
+local W = {'HSET'}
 
 local function stat(who, verdict, reason)
     local k = 'rg:st:' .. who .. ':' .. hour
@@ -197,40 +194,48 @@ local function suppressed(key)
     return reason, since
 end
 
--- Read limit i's bucket: one HMGET of the summary, the reservation slot,
--- the rate's or quota's field and the expiry (each field asked for costs a
--- scan of the hash, so no more).  Recounts the holds when the summary is
--- not known good.  The fields are this script's own integers, turned into
--- numbers with tonumber, which costs about 5 % of a decision more than "+ 0"
--- (two strtod instead of one, and a C call), but a field someone overwrote
--- with text then counts as nothing instead of making the script fail: a
--- failed script would turn every decision of the batch, other accounts'
--- too, into a store error (on_store_error) until the key expired.
+-- Read limit i's bucket: one HMGET of the summary, the reservation slot and
+-- the rate's or quota's field (each field asked for costs a scan of the
+-- hash, so no more).  Recounts the holds when the summary is not known good.
+-- The decimal fields are this script's own integers, turned into numbers
+-- with tonumber, which costs about 5 % of a decision more than "+ 0" (two
+-- strtod instead of one, and a C call), but a field someone overwrote with
+-- text then counts as nothing instead of making the script fail: a failed
+-- script would turn every decision of the batch, other accounts' too, into
+-- a store error (on_store_error) until the key expired.  For the same
+-- reason a summary that is not 24 bytes is recounted, not unpacked.
 local function state(i)
     local hk = LHK[i]
-    local r = call('HMGET', hk, '_n', '_lo', tslot, LD[i][9], '_x')
-    local v = r[4]
+    local r = call('HMGET', hk, '_s', tslot, LD[i][9])
+    local v = r[3]
     if LD[i][1] == 'r' then
         LTAT[i] = tonumber(v) or 0
     else
         LQ[i] = tonumber(v)    -- nil: nothing charged in this window
     end
-    v = r[5]
-    LX[i] = tonumber(v) or 0
-    local n, lo = tonumber(r[1]), tonumber(r[2])
-    if n and lo then
-        if lo * SLOT > now then
-            v = r[3]
+    local n, lo, x
+    v = r[1]
+    if v and #v == 24 then
+        n, lo, x = sunpack('<ddd', v)
+        -- (NaN fails every comparison)
+        if not (n >= 0 and lo >= 0 and x >= 0) then n, x = nil, nil end
+    end
+    LX[i] = x or 0
+    if n and ((lo == 0 and n == 0) or lo * SLOT > now) then
+        if lo == 0 then
+            LSUM[i], LLO[i], LIN[i] = 0, nil, 0
+        else
+            v = r[2]
             LSUM[i], LLO[i], LIN[i] = n, lo, tonumber(v) or 0
-            return
         end
+        return
     end
     local h = call('HGETALL', hk)
     local sum, low, dead = 0, nil, nil
     for j = 1, #h, 2 do
         local f = h[j]
         local c = byte(f)
-        if c >= 48 and c <= 57 then     -- a slot (not _n, _t, q:WINDOW, ...)
+        if c >= 48 and c <= 57 then     -- a slot (not _s, _t, q:WINDOW, ...)
             local slot = tonumber(f)
             if slot and slot * SLOT > now then
                 sum = sum + (tonumber(h[j + 1]) or 0)
@@ -242,35 +247,20 @@ local function state(i)
         end
     end
     if dead then call('HDEL', hk, unpack(dead)) end
-    if low then
-        call('HSET', hk, '_n', int(sum), '_lo', int(low))
-    elseif r[1] or r[2] then
-        call('HDEL', hk, '_n', '_lo')
-    end
+    call('HSET', hk, '_s', spack('<ddd', sum, low or 0, LX[i]))
     LSUM[i], LLO[i] = sum, low
-    LIN[i] = (low and tonumber(r[3])) or 0
+    LIN[i] = (low and tonumber(r[2])) or 0
 end
 
 -- Hold LN[i] more units in the reservation slot: one HSET of the new slot
 -- value and summary (state() read them in this same script run).
 local function reserve(i)
     local hk, n, lo = LHK[i], LN[i], LLO[i]
-    local base = tslot_n * SLOT
-    -- the hash lives past the slot (extend, written out: this runs for
-    -- every limit of every first recipient)
-    local x = base + SLOT > LX[i]
-    if x then LX[i] = base + 2 * SLOT end
-    if lo and tslot_n >= lo and not x then
-        call('HSET', hk, tslot, int(LIN[i] + n), '_n', int(LSUM[i] + n))
-        return
-    end
-    nw = 2
-    W[2] = hk
-    put(tslot, int(LIN[i] + n))
-    put('_n', int(LSUM[i] + n))
-    if not lo or tslot_n < lo then put('_lo', tslot) end
-    if x then put('_x', int(LX[i])) end
-    call(unpack(W, 1, nw))
+    -- the hash lives past the slot
+    local x = tslot_n * SLOT + SLOT > LX[i]
+    if x then LX[i] = tslot_n * SLOT + 2 * SLOT end
+    if not lo or tslot_n < lo then lo = tslot_n end
+    call('HSET', hk, tslot, int(LIN[i] + n), '_s', spack('<ddd', LSUM[i] + n, lo, LX[i]))
     if x then call('PEXPIRE', hk, int(LX[i] - now)) end
 end
 
@@ -283,6 +273,8 @@ local function settle(i, charge)
     w[2] = hk
     local empty = false
     local r = LR[i]
+    -- the summary to write, if it changes
+    local sn, dirty = LSUM[i], false
     if r and rslot then
         -- a slot that was recounted away already gives back only what it had
         local v = LIN[i] - r
@@ -294,7 +286,7 @@ local function settle(i, charge)
             w[n + 1], w[n + 2], n = tslot, int(v), n + 2
         end
         if gone > 0 and LLO[i] then
-            w[n + 1], w[n + 2], n = '_n', int(LSUM[i] - gone), n + 2
+            sn, dirty = LSUM[i] - gone, true
         end
     end
     local to = nil
@@ -321,11 +313,13 @@ local function settle(i, charge)
                 if old then call('HDEL', hk, unpack(old)) end
             end
         end
-        -- push the expiry (as extend())
+        -- push the expiry
         if to then
-            LX[i] = to
-            w[n + 1], w[n + 2], n = '_x', format('%d', to), n + 2
+            LX[i], dirty = to, true
         end
+    end
+    if dirty then
+        w[n + 1], w[n + 2], n = '_s', spack('<ddd', sn, LLO[i] or 0, LX[i]), n + 2
     end
     if n > 2 then call(unpack(w, 1, n)) end
     if empty then call('HDEL', hk, tslot) end
@@ -557,7 +551,7 @@ end
 -- splits NUL-terminated strings in C: much cheaper than as many ARGV
 -- values, each of which Redis parses, copies into an object, turns into a
 -- Lua string and frees again (about 1,000 instructions each).
-local sunpack, rep = struct.unpack, string.rep
+local rep = string.rep
 local FMT = setmetatable({['25'] = 'sssssssssssssssssssssssss'}, {__index = function(t, k)
     local v = rep('s', tonumber(k))
     t[k] = v

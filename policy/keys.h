@@ -16,14 +16,16 @@
  *   rg:h:BUCKET              HASH    all of a bucket's state, one key (one HMGET per limit and decision):
  *                                    holds of messages in flight: slot -> units; slot s lapses at
  *                                    s * RG_HOLD_SLOT_MS (ms); a message holds in one slot;
- *                                    summary "_n" (units in the slots present) and "_lo"
- *                                    (<= the lowest slot present);
  *                                    "_t" a rate's GCRA theoretical arrival time (µs);
  *                                    "q:WINDOW" a quota's use in that calendar window (the first
  *                                    charge of a window removes the older ones);
- *                                    "_x" the engine time (ms) the key's expiry was last pushed to
- *                                    (past its holds' slot, a rate's TAT + 60 s, a quota's window
- *                                    + 8 days), so a write sends PEXPIRE only when it must
+ *                                    "_s" the summary, binary: three little-endian doubles
+ *                                    (struct '<ddd') n = units in the slots present, lo = 0 when
+ *                                    there is none, else <= the lowest slot present, x = the
+ *                                    engine time (ms) the key's expiry was last pushed to (past
+ *                                    its holds' slot, a rate's TAT + 60 s, a quota's window + 8
+ *                                    days), so a write sends PEXPIRE only when it must; a summary
+ *                                    that is missing or not 24 bytes is rebuilt from the slots
  *   rg:r:MSGKEY              STRING  a message's reservation: "SLOT\nBUCKET=UNITS\n..." (its holds'
  *                                    slot, units held per bucket), or "charged" once charged without
  *                                    a queue id; TTL reservation_ttl

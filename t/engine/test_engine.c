@@ -85,23 +85,55 @@ static uint64_t utc_ms(int y, int mo, int d, int h, int mi, int s)
     return (uint64_t)timegm(&tm) * 1000;
 }
 
+/* The summary field '_s' of a bucket's hold hash (decide.lua: three
+ * little-endian doubles n, lo, x); false when there is none. */
+static bool hold_summary(fixture *f, const char *bucket, double out[3])
+{
+    redisReply *rep = redisCommand(f->r, "HGET rg:h:%s _s", bucket);
+    assert_non_null(rep);
+    bool have = rep->type == REDIS_REPLY_STRING;
+    if (have) {
+        assert_int_equal(rep->len, 24);
+        for (int k = 0; k < 3; k++) {
+            uint64_t u = 0;
+            for (int b = 7; b >= 0; b--)
+                u = u << 8 | (unsigned char)rep->str[k * 8 + b];
+            memcpy(&out[k], &u, sizeof u);
+        }
+    }
+    freeReplyObject(rep);
+    return have;
+}
+
 /* Units held in a bucket's hold hash (slot -> units), all slots summed;
- * also checks the summary field '_n' agrees when it is there. */
+ * also checks the summary's n agrees when there is one, and that its lo is
+ * 0 (no slot) or at most the lowest slot. */
 static long long held_units(fixture *f, const char *bucket)
 {
     redisReply *rep = redisCommand(f->r, "HGETALL rg:h:%s", bucket);
     assert_non_null(rep);
-    long long sum = 0, n = -1;
+    long long sum = 0, low = -1;
+    int slots = 0;
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
-        long long v = strtoll(rep->element[i + 1]->str, NULL, 10);
-        if (strcmp(rep->element[i]->str, "_n") == 0)
-            n = v;
-        else if (rep->element[i]->str[0] >= '0' && rep->element[i]->str[0] <= '9')
-            sum += v;           /* a slot (not _n, _t, q:WINDOW, ...) */
+        const char *k = rep->element[i]->str;
+        if (k[0] >= '0' && k[0] <= '9') {
+            /* a slot (not _s, _t, q:WINDOW, ...) */
+            long long slot = strtoll(k, NULL, 10);
+            sum += strtoll(rep->element[i + 1]->str, NULL, 10);
+            if (low < 0 || slot < low)
+                low = slot;
+            slots++;
+        }
     }
     freeReplyObject(rep);
-    if (n >= 0)
-        assert_int_equal(n, sum);
+    double s[3];
+    if (hold_summary(f, bucket, s)) {
+        assert_int_equal((long long)s[0], sum);
+        if (slots == 0)
+            assert_true(s[1] == 0 || s[0] == 0);
+        else
+            assert_true(s[1] > 0 && (long long)s[1] <= low);
+    }
     return sum;
 }
 
@@ -319,9 +351,9 @@ static rg_verdict eom_only(fixture *f, const char *id, unsigned n)
     return fx_check(f, &req);
 }
 
-/* The hold hash's summary (_n, _lo) stays equal to its live slots when the
+/* The hold hash's summary (_s: n, lo) stays equal to its live slots when the
  * oldest slot lapses (recount), when a message whose slot lapsed ends late,
- * and when a live message ends.  held_units() checks _n against the slots. */
+ * and when a live message ends.  held_units() checks n against the slots. */
 static void test_hold_slots_lapse(void **state)
 {
     fixture *f = *state;
@@ -345,10 +377,66 @@ static void test_hold_slots_lapse(void **state)
     assert_int_equal(eom_only(f, "B", 3).action, RG_ACCEPT);
     assert_int_equal(fx_redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 9);
     assert_int_equal(held_units(f, b), 0);
-    assert_int_equal(fx_redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt _n"), 0);
+    double sum[3];
+    assert_true(hold_summary(f, b, sum));
+    assert_true(sum[0] == 0);
     /* one place left: the second recipient of the next message is refused */
     assert_int_equal(send_msg(f, "rcpts", "r@rcpts.test", 2, NULL).action, RG_TEMPFAIL);
     assert_int_equal(fx_redis_int(f, "HGET rg:h:a:rcpts:quota-10-1d-rcpt q:20261124"), 9);
+}
+
+/* A summary someone damaged (text, a short string, 24 bytes of NaN, a
+ * negative count) is rebuilt from the slots, not trusted and not a script
+ * error: the holds still count, and the limit is still exact. */
+static void test_hold_summary_damaged(void **state)
+{
+    fixture *f = *state;
+    const char *b = "a:rcpts:quota-10-1d-rcpt";
+    static const char *bad[] = { "HSET rg:h:%s _s garbage", "HSET rg:h:%s _s 12345678",
+                                 "HSET rg:h:%s _s \xff", NULL };
+    rcpts_only(f, "D0", 2);
+    assert_int_equal(held_units(f, b), 2);
+    for (int i = 0; bad[i]; i++) {
+        fx_redis_ok(f, bad[i], b);
+        char id[8];
+        snprintf(id, sizeof id, "D%d", i + 1);
+        rcpts_only(f, id, 1);
+        /* rebuilt: n agrees with the slots again (held_units checks) */
+        assert_int_equal(held_units(f, b), 3 + i);
+    }
+    /* 24 bytes of NaN, then a negative n: binary values, set through the
+     * argv form (the format form cannot carry them) */
+    unsigned char nan24[24], neg[24];
+    memset(nan24, 0xff, sizeof nan24);
+    double v[3] = { -5, 1, 1 };
+    for (int k = 0; k < 3; k++) {
+        uint64_t u;
+        memcpy(&u, &v[k], sizeof u);
+        for (int j = 0; j < 8; j++)
+            neg[k * 8 + j] = (unsigned char)(u >> (8 * j));
+    }
+    const unsigned char *vals[] = { nan24, neg };
+    char key[128];
+    snprintf(key, sizeof key, "rg:h:%s", b);
+    for (int i = 0; i < 2; i++) {
+        const char *argv[] = { "HSET", key, "_s", (const char *)vals[i] };
+        size_t len[] = { 4, strlen(key), 2, 24 };
+        redisReply *rep = redisCommandArgv(f->r, 4, argv, len);
+        assert_non_null(rep);
+        assert_int_not_equal(rep->type, REDIS_REPLY_ERROR);
+        freeReplyObject(rep);
+        char id[8];
+        snprintf(id, sizeof id, "N%d", i);
+        rcpts_only(f, id, 1);
+        assert_int_equal(held_units(f, b), 6 + i);
+    }
+    /* 7 held of 10: three more recipients fit, the fourth does not */
+    rcpts_only(f, "E", 3);
+    rg_request req = { .stage = RG_STAGE_RCPT, .msg_id = "F", .sasl_username = "rcpts",
+                       .client_addr = "192.0.2.10", .sender = "r@rcpts.test",
+                       .recipient = "f@dest.test" };
+    assert_int_equal(fx_check(f, &req).action, RG_TEMPFAIL);
+    assert_int_equal(held_units(f, b), 10);
 }
 
 /* A message without a queue id: its reservation is its charged marker, so
@@ -710,6 +798,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_suspended_generation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_generation_reloads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_slots_lapse, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_summary_damaged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eom_repeated_without_queue_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_from, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noscript_recovery, setup, teardown),
