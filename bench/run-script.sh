@@ -6,7 +6,9 @@
 # synthetic batches of decisions laid out exactly as the engine builds them
 # (engine.c run_script, the header of decide.lua) and encoded as the store
 # sends them (store_redis.c encode_decision: a count and one blob of
-# NUL-terminated arguments): one EVALSHA per batch
+# NUL-terminated arguments): one FCALL of its function form per batch (or
+# one EVALSHA with FORM=script; a script without decide.lua's last line
+# "return run(ARGV)", like bench/floor/*.lua, always runs with EVALSHA)
 # of $BATCH decisions, the batch size relayguard-policyd reaches at 50
 # connections.  Each op is measured on its own (callgrind counters zeroed
 # before, dumped after) over $N decisions, in the order a message sees them:
@@ -28,6 +30,7 @@
 #
 # Usage: bench/run-script.sh [SCRIPT]     (default: policy/decide.lua)
 # Knobs: N=3200 (decisions per op) BATCH=16 ACCOUNTS=100 SUPPRESSED=1000
+#        FORM=function|script
 #        PORT=7791 KEEP=0 OPS="rcpt rcpt2 eom mail refused log"
 # Needs valgrind, redis-server, python3.  Stops what it starts, by PID.
 {
@@ -119,7 +122,20 @@ if op == 'setup':
     json.dump(st, open(state_file, 'w'))
     sys.exit(0)
 
-sha = r.cmd('SCRIPT', 'LOAD', open(script_file).read()).decode()
+text = open(script_file).read()
+lines = text.rstrip('\n').split('\n')
+if os.environ.get('FORM', 'function') == 'function' and lines[-1] == 'return run(ARGV)':
+    # the library form the stores run with FCALL (policy/local.mk), loaded
+    # once per Redis: a reload would count its compilation and first call
+    if not r.cmd('FUNCTION', 'LIST', 'LIBRARYNAME', 'rgbench'):
+        r.cmd('FUNCTION', 'LOAD', 'REPLACE',
+              '#!lua name=rgbench\nlocal run_batch\nlocal function init()\n' +
+              '\n'.join(lines[:-1]) + '\nrun_batch = run\nend\n' +
+              "redis.register_function('rgbench_decide', function(keys, args)\n" +
+              '  if not run_batch then init() end\n  return run_batch(args)\nend)\n')
+    head = ['FCALL', 'rgbench_decide']
+else:
+    head = ['EVALSHA', r.cmd('SCRIPT', 'LOAD', text).decode()]
 gen = r.cmd('GET', 'rg:acct:gen').decode()
 now = int(time.time() * 1000)
 t = time.gmtime(now / 1000)
@@ -181,7 +197,7 @@ for i in range(0, len(decs), batch):
     # decide.lua's ARGV: n, then one blob: per decision its argument count
     # and its arguments, each NUL-terminated (store_redis.c encode_batch)
     blob = b''.join(str(x).encode() + b'\0' for d in part for x in d)
-    cmds.append(enc(['EVALSHA', sha, '0', len(part), blob]))
+    cmds.append(enc(head + ['0', len(part), blob]))
 r.cmd('CONFIG', 'RESETSTAT')
 outcomes = {}
 for i in range(0, len(cmds), 20):
@@ -193,7 +209,7 @@ for i in range(0, len(cmds), 20):
             outcomes[k] = outcomes.get(k, 0) + 1
 calls = 0
 for line in r.cmd('INFO', 'commandstats').decode().split('\r\n'):
-    if line.startswith('cmdstat_') and not line.startswith(('cmdstat_evalsha', 'cmdstat_config', 'cmdstat_info')):
+    if line.startswith('cmdstat_') and not line.startswith(('cmdstat_evalsha', 'cmdstat_fcall', 'cmdstat_function', 'cmdstat_config', 'cmdstat_info')):
         calls += int(line.split('calls=')[1].split(',')[0])
 json.dump(st, open(state_file, 'w'))
 print('%d %.1f %s' % (len(decs), calls / len(decs), ','.join('%s:%d' % kv for kv in sorted(outcomes.items()))))
@@ -207,7 +223,7 @@ N=$((BATCH * 20)) py eom >/dev/null
 
 echo "## Redis instructions per decision (callgrind)"
 echo
-echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); script: ${SCRIPT#$TOP_SRC/}; $N decisions per op; batches of $BATCH;"
+echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); script: ${SCRIPT#$TOP_SRC/} (form: ${FORM:-function}); $N decisions per op; batches of $BATCH;"
 echo "  $ACCOUNTS accounts, $SUPPRESSED addresses in the global suppression list; redis-server $(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')"
 echo
 echo "| op | decisions | instructions per decision | Redis commands per decision | outcomes |"

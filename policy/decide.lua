@@ -37,14 +37,24 @@
 --   {gen, "dup"}                        eom: this message was charged already
 --   {gen, "logged"}                     op log
 -- gen is the accounts generation, so nodes notice account changes.
+--
+-- Two forms, one text (policy/local.mk): run with EVALSHA as it is (the
+-- last line runs the batch), or loaded with FUNCTION LOAD as the library
+-- relayguard_SHA, where everything but the last line is the body of an
+-- init() that its function rg_decide_SHA runs at its first call (a library
+-- being loaded sees no globals but redis), and then run() for every batch,
+-- with FCALL.  As a function everything above run() is made once; run with
+-- EVALSHA it is made again by every batch (about 140,000 of Redis's
+-- instructions: the closures, their upvalues, the caches), which a batch
+-- of one pays in full.  So nothing above run() may keep a batch's state.
 
-local call = redis.call
-local ARGV = ARGV
-local gen_s = call('GET', 'rg:acct:gen') or '0'
-local gen = tonumber(gen_s)
--- The replies without details, one table each for the whole batch (Redis
--- only reads them).
-local R_OK, R_SUSPENDED, R_DUP, R_LOGGED = {gen, 'ok'}, {gen, 'suspended'}, {gen, 'dup'}, {gen, 'logged'}
+-- redis.call, taken by run() (outside a call, a function has none)
+local call
+-- The accounts generation, read by run() once per batch, and the replies
+-- without details, one table each for the whole batch (Redis only reads
+-- them).
+local gen_s, gen
+local R_OK, R_SUSPENDED, R_DUP, R_LOGGED
 
 -- Cost matters here: the script runs for every decision, and most of its
 -- cost is not the commands but the glue around them (callgrind: with every
@@ -59,15 +69,18 @@ local R_OK, R_SUSPENDED, R_DUP, R_LOGGED = {gen, 'ok'}, {gen, 'suspended'}, {gen
 -- not once per decision.
 -- (The caches start with the values every batch asks for: a miss is a
 -- metamethod call of some 5,000 instructions, and the blocking store's
--- batches of one miss everything.)
-local NUM = setmetatable({['0'] = 0, ['1'] = 1, ['2'] = 2}, {__index = function(t, k)
+-- batches of one miss everything.  As a function the caches live from one
+-- batch to the next, so run() starts them afresh every CACHE_RUNS batches:
+-- the clock's values alone would make them grow without end.)
+local CACHE_RUNS = 200
+local NUM_MT = {__index = function(t, k)
     local v = tonumber(k)
     t[k] = v
     return v
-end})
--- A limit's definition, parsed once per batch: {kind, unit, count, T, tau,
--- window, window end, hard, its state field in the bucket's hash}.
-local DEF = setmetatable({}, {__index = function(t, k)
+end}
+-- A limit's definition, parsed once: {kind, unit, count, T, tau, window,
+-- window end, hard, its state field in the bucket's hash}.
+local DEF_MT = {__index = function(t, k)
     local kind, unit, count, T, tau, win, wend, hard =
         string.match(k, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
     local d = {kind, unit, tonumber(count), tonumber(T), tonumber(tau),
@@ -75,17 +88,18 @@ local DEF = setmetatable({}, {__index = function(t, k)
                kind == 'r' and '_t' or 'q:' .. win}
     t[k] = d
     return d
-end})
--- Integers as strings, made once per batch each (decisions of a batch
--- repeat the same small counts and slot numbers); not a table made up
--- front: 65 tostring calls cost as much as a whole decision, and each run
--- of the script starts afresh.
+end}
+-- Integers as strings, each made once (decisions repeat the same small
+-- counts and slot numbers); not a table made up front: 65 tostring calls
+-- cost as much as a whole decision.
 local format = string.format
-local INT = setmetatable({[0] = '0', [1] = '1'}, {__index = function(t, n)
+local INT_MT = {__index = function(t, n)
     local v = format('%d', n)
     t[n] = v
     return v
-end})
+end}
+local NUM, DEF, INT
+local cache_runs = CACHE_RUNS
 local function int(n) return INT[n] end
 local max, ceil, floor = math.max, math.ceil, math.floor
 
@@ -557,12 +571,30 @@ local FMT = setmetatable({['25'] = 'sssssssssssssssssssssssss'}, {__index = func
     t[k] = v
     return v
 end})
-local blob = ARGV[2]
-local out, pos = {}, 1
-for i = 1, tonumber(ARGV[1]) do
-    local argc, p = sunpack('s', blob, pos)
-    A = {sunpack(FMT[argc], blob, p)}
-    pos = A[#A]
-    out[i] = decide()
+
+-- One batch: argv as ARGV above.
+local function run(argv)
+    call = redis.call
+    gen_s = call('GET', 'rg:acct:gen') or '0'
+    gen = tonumber(gen_s)
+    R_OK, R_SUSPENDED, R_DUP, R_LOGGED = {gen, 'ok'}, {gen, 'suspended'}, {gen, 'dup'}, {gen, 'logged'}
+    if cache_runs >= CACHE_RUNS then
+        cache_runs = 0
+        NUM = setmetatable({['0'] = 0, ['1'] = 1, ['2'] = 2}, NUM_MT)
+        DEF = setmetatable({}, DEF_MT)
+        INT = setmetatable({[0] = '0', [1] = '1'}, INT_MT)
+    end
+    cache_runs = cache_runs + 1
+    local blob = argv[2]
+    local out, pos = {}, 1
+    for i = 1, tonumber(argv[1]) do
+        local argc, p = sunpack('s', blob, pos)
+        A = {sunpack(FMT[argc], blob, p)}
+        pos = A[#A]
+        out[i] = decide()
+    end
+    return out
 end
-return out
+
+-- (the library form replaces this line: policy/local.mk)
+return run(ARGV)

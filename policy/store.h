@@ -107,5 +107,8 @@ extern const char rg_decide_lua[];
 /* Its SHA-1 in hex, computed when it is compiled in: a process that only
  * runs EVALSHA need not start OpenSSL for it (about 1 ms in OpenSSL 3). */
 extern const char rg_decide_lua_sha1[];
+/* The same script as the function library relayguard_SHA16 (FUNCTION
+ * LOAD), and the name of its function, rg_decide_SHA16, for FCALL. */
+extern const char rg_decide_lib[], rg_decide_fn[];
 
 #endif

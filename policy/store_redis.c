@@ -11,12 +11,16 @@
  *  - sync: a blocking context with connect and command timeouts, guarded by
  *    a mutex, for the CLI, milter threads and Exim processes.
  *
- * The decision script runs with EVALSHA.  The async store loads it with
- * SCRIPT LOAD on every (re)connect; the sync one (short-lived processes)
- * never sends it up front.  A NOSCRIPT reply (a new Redis, SCRIPT FLUSH
- * behind our back) is answered by running the same call once with EVAL,
- * which also puts the script in Redis's cache.  The sync store's account
- * scripts (rg_accounts_lua, rg_lookup_lua) run the same way.
+ * The decision script runs as a function, with FCALL (decide.lua's
+ * header: its set-up is made once, not once per batch).  The async store
+ * loads its library with FUNCTION LOAD REPLACE on every (re)connect; the
+ * sync one (short-lived processes) never sends it up front.  A reply that
+ * the function is missing (a new Redis, FUNCTION FLUSH behind our back) is
+ * answered by loading the library and running the same call once with
+ * EVAL.  A Redis that refuses FUNCTION LOAD or FCALL (an ACL user without
+ * them) gets EVALSHA from then on, with SCRIPT LOAD, and the same EVAL on
+ * NOSCRIPT.  The sync store's account scripts (rg_accounts_lua,
+ * rg_lookup_lua) always run with EVALSHA.
  */
 #include "config.h"
 
@@ -118,6 +122,7 @@ typedef struct store_common {
     rg_store_url url;
     uint64_t timeout_ms;
     char sha[41];               /* SHA1 of rg_decide_lua, hex */
+    int functions;              /* 1: FCALL rg_decide_fn; 0: EVALSHA sha (refused) */
 } store_common;
 
 static void common_init(store_common *c, const rg_config *cfg)
@@ -127,6 +132,48 @@ static void common_init(store_common *c, const rg_config *cfg)
     /* computed at build time (policy/local.mk): starting OpenSSL for it
      * cost every Exim connection process about 1 ms */
     rg_strlcpy(c->sha, rg_decide_lua_sha1, sizeof c->sha);
+    c->functions = 1;
+}
+
+/* argv[0..1] of a decision: FCALL and the function, or EVALSHA and the
+ * script's SHA-1. */
+static void set_decide_cmd(const store_common *c, const char **argv, size_t *len)
+{
+    argv[0] = c->functions ? "FCALL" : "EVALSHA";
+    argv[1] = c->functions ? rg_decide_fn : c->sha;
+    len[0] = strlen(argv[0]);
+    len[1] = strlen(argv[1]);
+}
+
+static int reply_error_is(const redisReply *rep, const char *prefix)
+{
+    return rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, prefix, strlen(prefix)) == 0;
+}
+
+/* What a decision's reply calls for: 0 nothing (a result, or an error of
+ * the script's own); 1 the script or function is missing (a new Redis, or
+ * a flush): run it once with EVAL, loading the function too; 2 FCALL is
+ * refused (an ACL user without it, or no such command): EVALSHA from now
+ * on, and this call with EVAL. */
+static int decide_retry_kind(const store_common *c, const redisReply *rep, const char *cmd)
+{
+    if (rep == NULL || rep->type != REDIS_REPLY_ERROR)
+        return 0;
+    if (reply_error_is(rep, "NOSCRIPT") || strstr(rep->str, "Function not found"))
+        return 1;
+    if (c->functions && strcmp(cmd, "FCALL") == 0 &&
+        (reply_error_is(rep, "NOPERM") || reply_error_is(rep, "ERR unknown command")))
+        return 2;
+    return 0;
+}
+
+/* FUNCTION LOAD refused (ACL, or a Redis without functions): decisions run
+ * with EVALSHA from now on. */
+static void functions_refused(store_common *c, const char *why)
+{
+    if (c->functions)
+        rg_warn("Redis refused FUNCTION LOAD (%s): decisions run with EVALSHA", why);
+    c->functions = 0;
 }
 
 static void reply_error(rg_store_reply *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -263,15 +310,16 @@ static char *encode_decision(char *p, int argc, const char **argv, const size_t 
 
 /*
  * Decisions that arrive in one turn of the event loop go to Redis as one
- * EVALSHA (decide.lua takes a batch), flushed at the end of that turn: the
+ * FCALL (decide.lua takes a batch), flushed at the end of that turn: the
  * cost of entering Lua is shared, and nothing waits for a batch to fill.
  * At most INFLIGHT_MAX batches are in flight on the connection: one that
  * Redis runs and one queued behind it, so Redis never idles between them.
  * Decisions arriving meanwhile gather into the next batch, sent when a
  * reply comes back.  So batches grow with the load by themselves: a batch
- * costs Redis a fixed ~170,000 instructions besides its decisions
- * (bench/run-script.sh with BATCH=1 against BATCH=64), which small batches
- * pay over and over when the load is high; at low load nothing waits.
+ * costs Redis a fixed ~30,000 instructions besides its decisions as a
+ * function (~170,000 with EVALSHA; bench/run-script.sh with BATCH=1
+ * against BATCH=16), which small batches pay over and over when the load
+ * is high; at low load nothing waits.
  */
 #define BATCH_MAX 128
 #define INFLIGHT_MAX 2
@@ -296,7 +344,7 @@ typedef struct async_batch {
     async_call *calls[BATCH_MAX];
     unsigned n;
     int retried;                /* NOSCRIPT answered with EVAL once */
-    const char *argv[5];        /* EVALSHA sha 0 n blob */
+    const char *argv[5];        /* FCALL fn 0 n blob (or EVALSHA sha ...) */
     size_t argvlen[5];
     char count[12];
     char *blob;
@@ -409,6 +457,26 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *priv)
         rg_error("Redis setup command failed: %s", rep->str);
 }
 
+static void on_function_load(redisAsyncContext *ac, void *r, void *priv)
+{
+    async_store *s = priv;
+    const redisReply *rep = r;
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        functions_refused(&s->c, rep->str);
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SCRIPT LOAD %s", rg_decide_lua);
+    }
+}
+
+/* Queue the decision script's loading on ac: its function library, or the
+ * script (once FUNCTION LOAD was refused). */
+static void load_decide(async_store *s, redisAsyncContext *ac)
+{
+    if (s->c.functions)
+        redisAsyncCommand(ac, on_function_load, s, "FUNCTION LOAD REPLACE %s", rg_decide_lib);
+    else
+        redisAsyncCommand(ac, on_setup_reply, NULL, "SCRIPT LOAD %s", rg_decide_lua);
+}
+
 static void async_connect(async_store *s)
 {
     if (s->ac || s->closing)
@@ -436,7 +504,7 @@ static void async_connect(async_store *s)
     }
     if (s->c.url.db)
         redisAsyncCommand(ac, on_setup_reply, NULL, "SELECT %d", s->c.url.db);
-    redisAsyncCommand(ac, on_setup_reply, NULL, "SCRIPT LOAD %s", rg_decide_lua);
+    load_decide(s, ac);
 }
 
 static void on_call_timeout(evutil_socket_t fd, short what, void *arg)
@@ -472,9 +540,15 @@ static void on_batch_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *rep = r;
     if (rep)
         s->last_reply_ms = rg_monotonic_ms();
-    if (rep && rep->type == REDIS_REPLY_ERROR && !b->retried && s->ac &&
-        strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-        /* Script cache flushed: run this batch with the full script once. */
+    int retry = b->retried || !s->ac ? 0 : decide_retry_kind(&s->c, rep, b->argv[0]);
+    if (retry) {
+        /* The function or script is missing (flushed), or FCALL is
+         * refused: load what is missing (it runs first on this connection)
+         * and run this batch with the full script once. */
+        if (retry == 2)
+            functions_refused(&s->c, rep->str);
+        else if (s->c.functions)
+            load_decide(s, s->ac);
         b->retried = 1;
         b->argv[0] = "EVAL";
         b->argv[1] = rg_decide_lua;
@@ -523,10 +597,7 @@ static void flush_batch(async_store *s)
         memcpy(p, b->calls[i]->enc, b->calls[i]->enclen);
         p += b->calls[i]->enclen;
     }
-    b->argv[0] = "EVALSHA";
-    b->argvlen[0] = 7;
-    b->argv[1] = s->c.sha;
-    b->argvlen[1] = 40;
+    set_decide_cmd(&s->c, b->argv, b->argvlen);
     b->argv[2] = "0";
     b->argvlen[2] = 1;
     b->argvlen[3] = (size_t)snprintf(b->count, sizeof b->count, "%u", n);
@@ -748,7 +819,7 @@ static void sync_drop(sync_store *s)
 static redisReply *noscript_retry(redisContext *ctx, redisReply *rep, const char *script,
                                   int argc, const char **argv, size_t *len)
 {
-    if (rep && rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+    if (reply_error_is(rep, "NOSCRIPT")) {
         freeReplyObject(rep);
         argv[0] = "EVAL";
         len[0] = 4;
@@ -774,10 +845,39 @@ static redisReply *sync_evalsha(redisContext *ctx, const char *sha, const char *
     return noscript_retry(ctx, redisCommandArgv(ctx, argc, argv, len), script, argc, argv, len);
 }
 
+/* rep, the reply to a decision sent as argv (5 arguments, argv[0..1] from
+ * set_decide_cmd), or what replaces it: when the function or script was
+ * missing, the library is loaded (if functions are on) and the call run
+ * once with EVAL; when FCALL was refused, EVALSHA from now on and this
+ * call with EVAL.  Caller holds the lock. */
+static redisReply *decide_retry(store_common *c, redisContext *ctx, redisReply *rep,
+                                const char **argv, size_t *len)
+{
+    int kind = decide_retry_kind(c, rep, argv[0]);
+    if (kind == 0)
+        return rep;
+    if (kind == 2) {
+        functions_refused(c, rep->str);
+    } else if (c->functions) {
+        redisReply *l = redisCommand(ctx, "FUNCTION LOAD REPLACE %s", rg_decide_lib);
+        if (l && l->type == REDIS_REPLY_ERROR)
+            functions_refused(c, l->str);
+        if (l)
+            freeReplyObject(l);
+    }
+    freeReplyObject(rep);
+    argv[0] = "EVAL";
+    len[0] = 4;
+    argv[1] = rg_decide_lua;
+    len[1] = strlen(rg_decide_lua);
+    return redisCommandArgv(ctx, 5, argv, len);
+}
+
 /* One decision as decide.lua's arguments (a batch of one): what
- * sync_decide and sync_decide_record send after "EVALSHA sha". */
+ * sync_decide and sync_decide_record send after "FCALL fn" (or "EVALSHA
+ * sha"). */
 typedef struct sync_args {
-    const char *argv[5];        /* EVALSHA sha 0 1 blob */
+    const char *argv[5];        /* FCALL fn 0 1 blob (or EVALSHA sha ...) */
     size_t len[5];
     char *blob;
 } sync_args;
@@ -820,7 +920,10 @@ static void sync_decide(rg_store *st, int argc, const char **argv, rg_store_cb *
     if (ctx == NULL) {
         reply_error(&r, "%s", err);
     } else {
-        redisReply *rep = sync_evalsha(ctx, s->c.sha, rg_decide_lua, 5, a.argv, a.len);
+        set_decide_cmd(&s->c, a.argv, a.len);
+        redisReply *rep = redisCommandArgv(ctx, 5, a.argv, a.len);
+        if (rep)
+            rep = decide_retry(&s->c, ctx, rep, a.argv, a.len);
         sync_args_reply(ctx, rep, &r);
         if (rep)
             freeReplyObject(rep);
@@ -845,7 +948,7 @@ static void sync_decide_record(rg_store *st, const rg_store_record *rec, int arg
     snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)rec->ttl_ms);
     sync_args a;
     sync_args_init(&a, argc, argv);
-    set_evalsha(s->c.sha, a.argv, a.len);
+    set_decide_cmd(&s->c, a.argv, a.len);
     const char **hset = rg_calloc((size_t)nh, sizeof *hset);
     hset[0] = "HSET";
     hset[1] = rec->key;
@@ -890,7 +993,7 @@ static void sync_decide_record(rg_store *st, const rg_store_record *rec, int arg
             rep = x;
     }
     if (!io)
-        rep = noscript_retry(ctx, rep, rg_decide_lua, 5, a.argv, a.len);
+        rep = decide_retry(&s->c, ctx, rep, a.argv, a.len);
     sync_args_reply(ctx, io ? NULL : rep, &r);
     if (r.status == 0 && werr[0])
         reply_error(&r, "%s", werr);

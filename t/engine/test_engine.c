@@ -593,6 +593,51 @@ static void test_noscript_recovery(void **state)
     assert_int_equal(send_msg(f, "alice@relay.test", "a@example.com", 1, NULL).action, RG_ACCEPT);
 }
 
+/* decide.lua runs as a function (FCALL); after FUNCTION FLUSH the next
+ * decision loads the library again and still gets its answer. */
+static void test_function_flush_recovery(void **state)
+{
+    fixture *f = *state;
+    assert_int_equal(send_msg(f, "alice@relay.test", "a@example.com", 1, NULL).action, RG_ACCEPT);
+    fx_redis_ok(f, "FUNCTION FLUSH");
+    assert_int_equal(send_msg(f, "alice@relay.test", "a@example.com", 1, NULL).action, RG_ACCEPT);
+    redisReply *rep = redisCommand(f->r, "FUNCTION LIST LIBRARYNAME relayguard_*");
+    assert_non_null(rep);
+    assert_int_equal(rep->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(rep->elements, 1);
+    freeReplyObject(rep);
+    /* and the call after it is an FCALL again, no EVAL */
+    fx_redis_ok(f, "CONFIG RESETSTAT");
+    assert_int_equal(send_msg(f, "alice@relay.test", "a@example.com", 1, NULL).action, RG_ACCEPT);
+    rep = redisCommand(f->r, "INFO commandstats");
+    assert_non_null(rep);
+    assert_non_null(strstr(rep->str, "cmdstat_fcall:calls="));
+    assert_null(strstr(rep->str, "cmdstat_eval:"));
+    freeReplyObject(rep);
+}
+
+/* A Redis user that may not use FUNCTION or FCALL (ACL): decisions run with
+ * EVALSHA, and limits are as exact as ever. */
+static void test_functions_refused(void **state)
+{
+    fixture *f = *state;
+    fx_redis_ok(f, "ACL SETUSER nofn on >secret ~* &* +@all -function -fcall");
+    char url[96];
+    snprintf(url, sizeof url, "redis://nofn:secret@127.0.0.1:%s/0", getenv("REDIS_PORT"));
+    fixture *g = make_fixture(url, RG_ON_ERROR_TEMPFAIL);
+    fx_redis_ok(g, "FUNCTION FLUSH");
+    /* alice: rate 3/1h (test_rate_exact_and_recovery) */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(send_msg(g, "alice@relay.test", "a@example.com", 1, NULL).action, RG_ACCEPT);
+    assert_int_equal(send_msg(g, "alice@relay.test", "a@example.com", 1, NULL).action, RG_TEMPFAIL);
+    redisReply *rep = redisCommand(g->r, "INFO commandstats");
+    assert_non_null(rep);
+    assert_non_null(strstr(rep->str, "cmdstat_evalsha:calls="));
+    freeReplyObject(rep);
+    teardown((void **)&g);
+    fx_redis_ok(f, "ACL DELUSER nofn");
+}
+
 static void test_store_down(void **state)
 {
     (void)state;
@@ -802,6 +847,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_eom_repeated_without_queue_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_header_from, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noscript_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_function_flush_recovery, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_functions_refused, setup, teardown),
         cmocka_unit_test(test_store_down),
         cmocka_unit_test(test_local_token_account),
         LOCAL_CASE(0), LOCAL_CASE(1), LOCAL_CASE(2), LOCAL_CASE(3), LOCAL_CASE(4),

@@ -18,6 +18,10 @@ EXTRA_DIST += \
 TESTS += t/integration/metrics.sh
 EXTRA_DIST += t/integration/metrics.sh
 
+# decide.lua as a Redis function: FCALL, FUNCTION FLUSH, an ACL user without it
+TESTS += t/integration/functions.sh
+EXTRA_DIST += t/integration/functions.sh
+
 # relayguard-policyd against bad input, reload and drain
 TESTS += t/integration/policyd-badinput.sh
 EXTRA_DIST += t/integration/policyd-badinput.sh
