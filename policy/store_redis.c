@@ -313,16 +313,21 @@ static char *encode_decision(char *p, int argc, const char **argv, const size_t 
  * FCALL (decide.lua takes a batch), flushed at the end of that turn: the
  * cost of entering Lua is shared, and nothing waits for a batch to fill.
  * At most INFLIGHT_MAX batches are in flight on the connection: one that
- * Redis runs and one queued behind it, so Redis never idles between them.
+ * Redis runs and more queued behind it, so Redis never idles between them.
  * Decisions arriving meanwhile gather into the next batch, sent when a
- * reply comes back.  So batches grow with the load by themselves: a batch
+ * reply comes back.  Eight, not two: with two, at 50 connections Redis
+ * idled a third of the time while the replies of one batch went out and
+ * the next requests came in (26,000-28,500 decisions/s); with four
+ * 27,300-29,700, with eight 29,600-30,000 and 35,000-42,300 at 500
+ * connections; with 32 the batches at 500 connections got too small
+ * (31,700-37,700).  bench/run-policy.sh, 2026-11-25.  So batches grow with the load by themselves: a batch
  * costs Redis a fixed ~30,000 instructions besides its decisions as a
  * function (~170,000 with EVALSHA; bench/run-script.sh with BATCH=1
  * against BATCH=16), which small batches pay over and over when the load
  * is high; at low load nothing waits.
  */
 #define BATCH_MAX 128
-#define INFLIGHT_MAX 2
+#define INFLIGHT_MAX 8
 
 typedef struct async_store async_store;
 
