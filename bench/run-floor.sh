@@ -61,7 +61,7 @@ done
 
 echo "## relayguard-policyd against its floor"
 echo
-echo "- date: $(date -u '+%F %H:%M') UTC; store $STORE; $REPEAT runs per row (median shown); ${DURATION} s each"
+echo "- store $STORE; $REPEAT runs per row (median shown); ${DURATION} s each"
 machine_info
 echo
 echo "| variant | connections | decisions/s | p50 µs | p99 µs | server CPU µs/decision (policyd + redis) |"
