@@ -1115,13 +1115,16 @@ int rg_admin_verp_put(rg_admin *ad, const char *id, const char *account, const c
     size_t len = 1;
     for (size_t i = 0; i < n; i++)
         len += strlen(rcpts[i]) + 1;
-    char *r = rg_malloc(len);
-    r[0] = '\0';
+    /* one per line, each copied once (not strcat's rescan from the start) */
+    char *r = rg_malloc(len), *p = r;
     for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(rcpts[i]);
         if (i > 0)
-            strcat(r, "\n");
-        strcat(r, rcpts[i]);
+            *p++ = '\n';
+        memcpy(p, rcpts[i], l);
+        p += l;
     }
+    *p = '\0';
     snprintf(ttl, sizeof ttl, "%" PRIu64, ttl_ms);
     snprintf(t, sizeof t, "%" PRId64, minted);
     const char *multi[] = { "MULTI" };

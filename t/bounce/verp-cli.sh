@@ -69,4 +69,13 @@ like "$(rg_redis HGET rg:s:a:acme alice@example.net)" '^hard-bounce' "on acme's 
 tok=${RP#bounces+}; tok=${tok%@*}
 out=$("$RG_BIN_CLI" -c "$RG_CONF" bounce --rcpt "bounces+$tok@elsewhere.test" < "$CORPUS/postfix-user-unknown.eml" 2>&1)
 like "$out" 'ignored: no relayguard token' "a domain the template does not make is not ours"
+
+# --- the record of a token for several recipients: one per line, in order
+before=$(rg_redis --scan --pattern 'rg:v:*' | sort)
+RP2=$(rg_cli bounce token acme billing@shop.test b@example.net C@Example.Net d@example.org)
+like "$RP2" '^bounces\+k1-' "bounce token for three recipients ($RP2)"
+key=$(comm -13 <(printf '%s\n' "$before") <(rg_redis --scan --pattern 'rg:v:*' | sort))
+is "$(rg_redis HGET "$key" r)" "$(printf 'b@example.net\nc@example.net\nd@example.org')" \
+    "its record: the recipients one per line, normalised ($key)"
+is "$(rg_redis HGET "$key" a)" acme "its record: the account"
 done_testing
