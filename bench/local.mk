@@ -24,7 +24,7 @@ EXTRA_DIST += bench/run-bounce.sh
 EXTRA_DIST += bench/lmtp-load.py
 # Redis instructions per decision of policy/decide.lua, by op (callgrind)
 EXTRA_DIST += bench/run-script.sh
-EXTRA_DIST += bench/run-floor.sh bench/floor/noop.lua bench/floor/bare.lua
+EXTRA_DIST += bench/run-floor.sh bench/floor/noop.lua bench/floor/bare.lua bench/floor/bare5.lua
 # Exim: relayguard-exim.so against Exim alone and Exim's ratelimit (issue 4)
 EXTRA_DIST += bench/run-exim.sh
 # webhooks: a fast loopback receiver for bench/run-webhook.sh (issue 5)
