@@ -18,6 +18,7 @@
 #include "conf.h"
 #include "keys.h"
 #include "util.h"
+#include "verp.h"
 
 struct rg_admin {
     redisContext *c;
@@ -1109,35 +1110,14 @@ static redisReply *exec_replies(rg_admin *ad, size_t n)
 int rg_admin_verp_put(rg_admin *ad, const char *id, const char *account, const char *sender,
                       char *const *rcpts, size_t n, int64_t minted, uint64_t ttl_ms)
 {
-    char key[64], ttl[32], t[32];
-    if (key_fmt(ad, key, sizeof key, "%s%s", RG_KEY_VERP, id) < 0)
+    rg_verp_record rec;
+    if (strlen(id) > RG_VERP_ID_TEXT) {
+        set_err(ad, "key too long");
         return -1;
-    size_t len = 1;
-    for (size_t i = 0; i < n; i++)
-        len += strlen(rcpts[i]) + 1;
-    /* one per line, each copied once (not strcat's rescan from the start) */
-    char *r = rg_malloc(len), *p = r;
-    for (size_t i = 0; i < n; i++) {
-        size_t l = strlen(rcpts[i]);
-        if (i > 0)
-            *p++ = '\n';
-        memcpy(p, rcpts[i], l);
-        p += l;
     }
-    *p = '\0';
-    snprintf(ttl, sizeof ttl, "%" PRIu64, ttl_ms);
-    snprintf(t, sizeof t, "%" PRId64, minted);
-    const char *multi[] = { "MULTI" };
-    const char *del[] = { "DEL", key };
-    const char *hset[] = { "HSET", key, "a", account, "s", sender, "r", r, "t", t };
-    const char *exp[] = { "PEXPIRE", key, ttl };
-    const char *exec[] = { "EXEC" };
-    redisAppendCommandArgv(ad->c, 1, multi, NULL);
-    redisAppendCommandArgv(ad->c, 2, del, NULL);
-    redisAppendCommandArgv(ad->c, 10, hset, NULL);
-    redisAppendCommandArgv(ad->c, 3, exp, NULL);
-    redisAppendCommandArgv(ad->c, 1, exec, NULL);
-    free(r);
+    rg_verp_record_init(&rec, id, account, sender, (const char *const *)rcpts, n, minted, ttl_ms);
+    rg_store_record_append(ad->c, &rec.rec);
+    rg_verp_record_free(&rec);
     redisReply *x = exec_replies(ad, 5);
     if (x == NULL)
         return -1;

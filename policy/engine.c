@@ -890,25 +890,17 @@ static void run_script(rg_engine *e, decision *d, const char *op, const rg_reque
 
 /* ------------------------------------------------ managed return path */
 
-/* The record of a managed return path, alive while run_script runs. */
-typedef struct managed_rp {
-    char key[sizeof RG_KEY_VERP + RG_VERP_ID_TEXT + 1];
-    char minted[24];
-    char *rcpts;                /* one per line; the caller frees */
-    const char *fields[8];
-    rg_store_record rec;
-} managed_rp;
-
 /*
  * At end of message, for an account with managed bounces (verp.h), when the
  * adapter can change the envelope sender: mint bounces+TOKEN@DOMAIN into
- * d->return_path and fill mr with its record rg:v:ID (account, original
- * sender, every recipient, minted), which the store writes in the same
+ * d->return_path and fill mr with its record rg:v:ID (verp.h
+ * rg_verp_record: account, original sender, every recipient, minted; alive
+ * while run_script runs), which the store writes in the same
  * round trip as the decision script.  0 with mr filled, or -1: leave the
  * envelope sender alone (not managed, null sender, no recipients, already
  * one of ours, or minting failed - logged).
  */
-static int managed_return_path(rg_engine *e, decision *d, const rg_request *req, managed_rp *mr)
+static int managed_return_path(rg_engine *e, decision *d, const rg_request *req, rg_verp_record *mr)
 {
     const rg_bounce_conf *bc = &e->cfg->bounce;
     rg_verp_purpose pu;
@@ -925,7 +917,6 @@ static int managed_return_path(rg_engine *e, decision *d, const rg_request *req,
                 d->qid[0] ? d->qid : "NOQUEUE");
         return -1;
     }
-    memset(mr, 0, sizeof *mr);
     unsigned char id[RG_VERP_ID_BYTES];
     char idt[RG_VERP_ID_TEXT + 1];
     int64_t now = (int64_t)(e->clock->now_ms(e->clock) / 1000);
@@ -939,34 +930,20 @@ static int managed_return_path(rg_engine *e, decision *d, const rg_request *req,
         return -1;
     }
     rg_verp_id_text(id, idt);
-    snprintf(mr->key, sizeof mr->key, "%s%s", RG_KEY_VERP, idt);
-    snprintf(mr->minted, sizeof mr->minted, "%" PRId64, now);
-    size_t cap = 1, o = 0;
-    for (unsigned i = 0; i < req->n_recipients; i++)
-        cap += (req->recipients[i] ? strlen(req->recipients[i]) : 0) + RG_ADDR_MAX + 1;
-    mr->rcpts = rg_malloc(cap);
-    mr->rcpts[0] = '\0';
+    /* the recipients normalised (as the CLI's bounce token has them), or
+     * made printable when they do not parse */
+    char (*norm)[RG_ADDR_MAX] = rg_calloc(req->n_recipients, sizeof *norm);
+    const char **rs = rg_calloc(req->n_recipients, sizeof *rs);
     for (unsigned i = 0; i < req->n_recipients; i++) {
-        char a[RG_ADDR_MAX];
         const char *r = req->recipients[i] ? req->recipients[i] : "";
-        if (rg_addr_normalize(r, a, sizeof a) < 0)
-            rg_text_sanitize(r, a, sizeof a);
-        if (a[0] == '\0')
-            continue;
-        o += (size_t)snprintf(mr->rcpts + o, cap - o, "%s%s", o ? "\n" : "", a);
+        if (rg_addr_normalize(r, norm[i], sizeof norm[i]) < 0)
+            rg_text_sanitize(r, norm[i], sizeof norm[i]);
+        rs[i] = norm[i];
     }
-    mr->fields[0] = "a";
-    mr->fields[1] = d->acct->name;
-    mr->fields[2] = "s";
-    mr->fields[3] = d->sender;
-    mr->fields[4] = "r";
-    mr->fields[5] = mr->rcpts;
-    mr->fields[6] = "t";
-    mr->fields[7] = mr->minted;
-    mr->rec.key = mr->key;
-    mr->rec.fields = mr->fields;
-    mr->rec.nfields = 4;
-    mr->rec.ttl_ms = bc->token_ttl_ms;
+    rg_verp_record_init(mr, idt, d->acct->name, d->sender, rs, req->n_recipients, now,
+                        bc->token_ttl_ms);
+    free(rs);
+    free(norm);
     return 0;
 }
 
@@ -1062,9 +1039,9 @@ void rg_engine_check(rg_engine *e, const rg_request *req, rg_verdict_cb *cb, voi
     for (size_t i = 0; i < e->cfg->n_limits; i++)
         d->limits[d->n_limits++] = &e->cfg->limits[i];
     const char *op = req->stage == RG_STAGE_RCPT ? "rcpt" : req->stage == RG_STAGE_EOM ? "eom" : "check";
-    managed_rp mr;
+    rg_verp_record mr;
     int with_record = req->stage == RG_STAGE_EOM && managed_return_path(e, d, req, &mr) == 0;
     run_script(e, d, op, req, with_record ? &mr.rec : NULL);
     if (with_record)
-        free(mr.rcpts);
+        rg_verp_record_free(&mr);
 }

@@ -43,6 +43,12 @@ typedef struct rg_store_record {
     uint64_t ttl_ms;
 } rg_store_record;
 
+/* Append rec's MULTI, DEL, HSET, PEXPIRE, EXEC to c's pipeline (hiredis
+ * redisAppendCommandArgv): five replies to read, EXEC's the last
+ * (store_redis.c; the blocking store and relayguard's admin calls). */
+struct redisContext;
+void rg_store_record_append(struct redisContext *c, const rg_store_record *rec);
+
 /* Which accounts load_some reads (rg_engine_new_lazy). */
 typedef enum rg_account_lookup {
     RG_LOOKUP_LOGIN,            /* the account claiming a SASL login, and "default" */

@@ -939,6 +939,26 @@ static void sync_decide(rg_store *st, int argc, const char **argv, rg_store_cb *
     cb(arg, &r);
 }
 
+void rg_store_record_append(struct redisContext *c, const rg_store_record *rec)
+{
+    char ttl[24];
+    int nh = 2 + 2 * rec->nfields;
+    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)rec->ttl_ms);
+    const char **hset = rg_calloc((size_t)nh, sizeof *hset);
+    hset[0] = "HSET";
+    hset[1] = rec->key;
+    for (int i = 0; i < 2 * rec->nfields; i++)
+        hset[2 + i] = rec->fields[i] ? rec->fields[i] : "";
+    const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
+    const char *del[] = { "DEL", rec->key }, *exp[] = { "PEXPIRE", rec->key, ttl };
+    redisAppendCommandArgv(c, 1, multi, NULL);
+    redisAppendCommandArgv(c, 2, del, NULL);
+    redisAppendCommandArgv(c, nh, hset, NULL);
+    redisAppendCommandArgv(c, 3, exp, NULL);
+    redisAppendCommandArgv(c, 1, exec, NULL);
+    free(hset);
+}
+
 /*
  * decide with a record written first, in one pipeline (store.h):
  * MULTI, DEL, HSET, PEXPIRE, EXEC, then the same EVALSHA as sync_decide.
@@ -948,19 +968,10 @@ static void sync_decide_record(rg_store *st, const rg_store_record *rec, int arg
 {
     sync_store *s = (sync_store *)st;
     rg_store_reply r;
-    char err[256], ttl[24];
-    int nh = 2 + 2 * rec->nfields;
-    snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)rec->ttl_ms);
+    char err[256];
     sync_args a;
     sync_args_init(&a, argc, argv);
     set_decide_cmd(&s->c, a.argv, a.len);
-    const char **hset = rg_calloc((size_t)nh, sizeof *hset);
-    hset[0] = "HSET";
-    hset[1] = rec->key;
-    for (int i = 0; i < 2 * rec->nfields; i++)
-        hset[2 + i] = rec->fields[i] ? rec->fields[i] : "";
-    const char *multi[] = { "MULTI" }, *exec[] = { "EXEC" };
-    const char *del[] = { "DEL", rec->key }, *exp[] = { "PEXPIRE", rec->key, ttl };
 
     pthread_mutex_lock(&s->lock);
     redisContext *ctx = sync_ctx(s, err, sizeof err);
@@ -969,11 +980,7 @@ static void sync_decide_record(rg_store *st, const rg_store_record *rec, int arg
         reply_error(&r, "%s", err);
         goto out;
     }
-    redisAppendCommandArgv(ctx, 1, multi, NULL);
-    redisAppendCommandArgv(ctx, 2, del, NULL);
-    redisAppendCommandArgv(ctx, nh, hset, NULL);
-    redisAppendCommandArgv(ctx, 3, exp, NULL);
-    redisAppendCommandArgv(ctx, 1, exec, NULL);
+    rg_store_record_append(ctx, rec);
     redisAppendCommandArgv(ctx, 5, a.argv, a.len);
     /* read all six replies even after a failure, so the connection stays in step */
     char werr[200] = "";
@@ -1008,7 +1015,6 @@ static void sync_decide_record(rg_store *st, const rg_store_record *rec, int arg
     pthread_mutex_unlock(&s->lock);
 out:
     free(a.blob);
-    free(hset);
     cb(arg, &r);
 }
 

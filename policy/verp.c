@@ -6,7 +6,9 @@
  * lower case without padding (a local part is matched case-insensitively by
  * some MTAs, so base64 would not survive).
  */
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -335,4 +337,40 @@ rg_verp_split_address(const rg_bounce_conf *bc, const char *addr, rg_verp_purpos
         }
     }
     return 0;
+}
+
+void rg_verp_record_init(rg_verp_record *r, const char *id_text, const char *account,
+                         const char *sender, const char *const *rcpts, size_t n, int64_t minted,
+                         uint64_t ttl_ms)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->key, sizeof r->key, "%s%s", RG_KEY_VERP, id_text);
+    snprintf(r->minted, sizeof r->minted, "%" PRId64, minted);
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += (rcpts[i] ? strlen(rcpts[i]) : 0) + 1;
+    /* each copied once (not strcat, which rescans from the start) */
+    char *p = r->rcpts = rg_malloc(len);
+    for (size_t i = 0; i < n; i++) {
+        size_t l = rcpts[i] ? strlen(rcpts[i]) : 0;
+        if (l == 0)
+            continue;
+        if (p != r->rcpts)
+            *p++ = '\n';
+        memcpy(p, rcpts[i], l);
+        p += l;
+    }
+    *p = '\0';
+    const char *f[8] = { "a", account, "s", sender, "r", r->rcpts, "t", r->minted };
+    memcpy(r->fields, f, sizeof f);
+    r->rec.key = r->key;
+    r->rec.fields = r->fields;
+    r->rec.nfields = 4;
+    r->rec.ttl_ms = ttl_ms;
+}
+
+void rg_verp_record_free(rg_verp_record *r)
+{
+    free(r->rcpts);
+    r->rcpts = NULL;
 }

@@ -30,6 +30,8 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "keys.h"
+#include "store.h"
 
 #define RG_VERP_ID_BYTES   10
 #define RG_VERP_ID_TEXT    16      /* base32 characters of an ID */
@@ -121,5 +123,27 @@ int rg_verp_address(const rg_bounce_conf *bc, rg_verp_purpose purpose, const cha
  */
 int rg_verp_split_address(const rg_bounce_conf *bc, const char *addr,
                           rg_verp_purpose *purpose, char *token, size_t toklen);
+
+/*
+ * A token's record rg:v:ID (keys.h) as the store writes it (store.h
+ * rg_store_record; rg_store_record_append): "a" the account, "s" the
+ * original sender, "r" the recipients one per line, "t" when the token was
+ * minted (Unix s); it lives ttl_ms.  One builder for the engine's managed
+ * return path and the CLI's "relayguard bounce token".
+ */
+typedef struct rg_verp_record {
+    char key[sizeof RG_KEY_VERP + RG_VERP_ID_TEXT];
+    char minted[24];
+    char *rcpts;                /* one per line; rg_verp_record_free */
+    const char *fields[8];
+    rg_store_record rec;        /* what to hand the store */
+} rg_verp_record;
+
+/* Fill r for the ID id_text: the n recipients (as given; empty ones are
+ * left out) joined one per line.  account and sender must outlive r. */
+void rg_verp_record_init(rg_verp_record *r, const char *id_text, const char *account,
+                         const char *sender, const char *const *rcpts, size_t n, int64_t minted,
+                         uint64_t ttl_ms);
+void rg_verp_record_free(rg_verp_record *r);
 
 #endif
