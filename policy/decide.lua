@@ -48,8 +48,8 @@
 -- instructions: the closures, their upvalues, the caches), which a batch
 -- of one pays in full.  So nothing above run() may keep a batch's state.
 
--- redis.call, taken by run() (outside a call, a function has none)
-local call
+-- (as a function all of this runs inside its first call: redis.call is there)
+local call = redis.call
 -- The accounts generation, read by run() once per batch, and the replies
 -- without details, one table each for the whole batch (Redis only reads
 -- them).
@@ -574,7 +574,6 @@ end})
 
 -- One batch: argv as ARGV above.
 local function run(argv)
-    call = redis.call
     gen_s = call('GET', 'rg:acct:gen') or '0'
     gen = tonumber(gen_s)
     R_OK, R_SUSPENDED, R_DUP, R_LOGGED = {gen, 'ok'}, {gen, 'suspended'}, {gen, 'dup'}, {gen, 'logged'}
